@@ -1,0 +1,71 @@
+"""Settings, as frozen dataclasses built once by the CLI and passed down explicitly.
+
+Each default carries its reason. ``DreamConfig`` is the engine's; ``RunConfig`` is the whole
+run's (source, sinks, pacing) and holds a ``DreamConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+COMPILE_MODES = ("auto", "graph", "xla", "eager")
+
+
+@dataclass(frozen=True)
+class DreamConfig:
+    """How frames are dreamed.
+
+    ``step_size`` is a fraction of the full 0..255 pixel range moved per step by a gradient of
+    unit standard deviation, so it means the same for every model whatever its preprocessing.
+    """
+
+    model: str = "vgg16_hed"  # the offline model: works with no network
+    weights: Path | None = None  # a local .h5 / .weights.h5 instead of the model's own
+    layers: tuple[str, ...] = ()  # () = the model's default layers
+    layer_weights: tuple[float, ...] = ()  # () = 1.0 for every layer
+    steps: int = 2  # per frame: the temporal carry deepens the dream over frames
+    step_size: float = 0.012  # ~3 grey levels per step: visible in a second, not a smear
+    dream_size: tuple[int, int] | None = None  # (w, h); None = keep aspect, short side below
+    short_side: int = 240  # 320x240 for a 4:3 camera: ~10 fps on a 2-vCPU laptop with AMX
+    blend: float = 0.92  # share of the carried dream kept each frame; 0 = no carry
+    flow: bool = True  # warp the carried dream with optical flow (off = carry in place)
+    jitter: int = 16  # max random roll in pixels per step, against grid artifacts
+    octaves: int = 4  # still images: scales dreamed from small to full
+    octave_scale: float = 1.3  # the TensorFlow tutorial's ratio between octaves
+    octave_steps: int = 10  # still images: steps per octave
+    precision: str = "auto"  # auto | float32 | bfloat16 | float16
+    compile: str = "auto"  # auto | graph | xla | eager
+    seed: int = 0  # same seed, same input: same output
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """The dream size (w, h) for a frame of ``width`` x ``height``."""
+        if self.dream_size is not None:
+            return self.dream_size
+        scale = self.short_side / min(width, height)
+        if scale >= 1.0:
+            return width, height
+        # Even sizes keep the pooling pyramid aligned and the video encoders happy.
+        w = max(2, round(width * scale / 2) * 2)
+        h = max(2, round(height * scale / 2) * 2)
+        return w, h
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of the tool: where frames come from, where they go, and how they are dreamed."""
+
+    input: str = "0"  # webcam index, device path, video file or image
+    output: Path | None = None  # video file (or image for a still input)
+    preview: bool | None = None  # None = on for live sources when a display exists
+    virtual_cam: str | None = None  # None = off; "" = first free device; else a device path
+    width: int | None = None  # requested camera size; None = the camera's own
+    height: int | None = None
+    fps: float | None = None  # requested camera fps, or the pace of a still image shown live
+    mirror: bool = False
+    max_frames: int | None = None  # stop after this many output frames
+    overwrite: bool = False
+    hud: bool = False  # heads-up overlay with fps and latency in the preview
+    verbose: bool = False
+    dream: DreamConfig = field(default_factory=DreamConfig)
