@@ -1,0 +1,347 @@
+"""The dream: one compiled gradient-ascent function and the per-frame dreamer built on it.
+
+``DreamStep`` runs K steps of the original DeepDream algorithm as one compiled function per
+dream shape (it never retraces per frame). ``Dreamer`` turns camera frames into dreamed frames,
+carrying the dream from frame to frame with optical flow. ``dream_image`` dreams a still photo
+in octaves. ``choose_variant`` picks precision and compile mode for the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig
+from livedream.errors import AcceleratorMemoryError, UsageError
+from livedream.models import FeatureModel, load_model
+from livedream.temporal import FlowCarry, to_gray
+
+log = logging.getLogger(__name__)
+
+KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the dream runs on. ``bf16_fast``: the CPU has AMX or AVX-512 BF16 instructions."""
+
+    kind: str  # "gpu" or "cpu"
+    name: str
+    cores: int
+    bf16_fast: bool
+
+
+def _cpu_info() -> tuple[str, set[str]]:
+    name, flags = "unknown CPU", set[str]()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name == "unknown CPU":
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:  # not Linux: no flags, so the safe float32 rule applies
+        pass
+    return name, flags
+
+
+@lru_cache(maxsize=1)
+def detect_device() -> Device:
+    """The accelerator TensorFlow will use; turns on GPU memory growth (nothing else changes)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        for gpu in gpus:
+            # RuntimeError: TensorFlow already initialised the GPU; growth stays as it was.
+            with contextlib.suppress(RuntimeError):
+                tf.config.experimental.set_memory_growth(gpu, True)
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return Device("gpu", str(details.get("device_name", gpus[0].name)), 1, True)
+    name, flags = _cpu_info()
+    bf16 = bool({"amx_bf16", "avx512_bf16"} & flags)
+    return Device("cpu", name, os.cpu_count() or 1, bf16)
+
+
+def choose_variant(precision: str, compile_mode: str, device: Device) -> tuple[str, str]:
+    """Resolves ``auto`` to the fastest (precision, compile mode) for ``device``.
+
+    The rule, checked by ``benchmarks/fps.py`` (``auto_is_fastest``): on a CPU, TensorFlow's
+    graph kernels beat XLA, and bfloat16 is ~5x faster than float32 where the CPU has AMX or
+    AVX-512 BF16 (and far slower where it has neither). On a GPU, XLA with float16 tensor cores.
+    """
+    if precision not in PRECISIONS:
+        raise UsageError(
+            f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}"
+        )
+    if compile_mode not in COMPILE_MODES:
+        raise UsageError(
+            f"unknown compile mode {compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}"
+        )
+    if precision == "auto":
+        if device.kind == "gpu":
+            precision = "float16"
+        else:
+            precision = "bfloat16" if device.bf16_fast else "float32"
+    if compile_mode == "auto":
+        compile_mode = "xla" if device.kind == "gpu" else "graph"
+    return precision, compile_mode
+
+
+class DreamStep:
+    """K DeepDream gradient-ascent steps, compiled once per dream shape.
+
+    Loss = sum over layers of weight x mean activation (in float32). Each step rolls the image
+    by a random (seeded, stateless) offset, takes the gradient, divides it by its standard
+    deviation + 1e-8, adds it times the step size, rolls back and clips to [0, 255].
+
+    Thread: the thread that calls it (the dream thread); TensorFlow objects stay there.
+    """
+
+    def __init__(
+        self,
+        model: FeatureModel,
+        *,
+        layer_weights: Sequence[float] = (),
+        compile_mode: str = "graph",
+        jitter: int = 16,
+    ) -> None:
+        if layer_weights and len(layer_weights) != len(model.layers):
+            raise UsageError(
+                f"got {len(layer_weights)} layer weights for {len(model.layers)} layers "
+                f"({', '.join(model.layers)}): give one weight per layer"
+            )
+        self.model = model
+        self.compile_mode = compile_mode
+        self.jitter = jitter
+        self._weights = tuple(float(w) for w in layer_weights) or (1.0,) * len(model.layers)
+        self._compiled: dict[tuple[int, int], Callable[..., Any]] = {}
+        self.traces = 0  # how many times a graph was traced: once per dream shape
+
+    def _objective(self, image: tf.Tensor) -> tf.Tensor:
+        """Scalar float32 loss of a (H, W, 3) float32 BGR image in [0, 255]."""
+        activations = self.model.features(image[None])
+        losses = [
+            w * tf.reduce_mean(tf.cast(a, tf.float32))
+            for w, a in zip(self._weights, activations, strict=True)
+        ]
+        return tf.add_n(losses)
+
+    def _run(
+        self, image: tf.Tensor, steps: tf.Tensor, step_size: tf.Tensor, seed: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        self.traces += 1  # a Python side effect: runs at trace time only (or every eager call)
+        loss = tf.constant(0.0)
+        for i in tf.range(steps):
+            step_seed = tf.stack([seed[0], seed[1] * 65536 + i])
+            shift = tf.random.stateless_uniform(
+                [2], seed=step_seed, minval=-self.jitter, maxval=self.jitter + 1, dtype=tf.int32
+            )
+            rolled = tf.roll(image, shift=shift, axis=[0, 1])
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(rolled)
+                loss = self._objective(rolled)
+            gradient = tape.gradient(loss, rolled)
+            gradient = gradient / (tf.math.reduce_std(gradient) + 1e-8)
+            rolled = rolled + gradient * step_size
+            image = tf.clip_by_value(tf.roll(rolled, shift=-shift, axis=[0, 1]), 0.0, 255.0)
+        return image, loss
+
+    def _function(self, height: int, width: int) -> Callable[..., Any]:
+        key = (height, width)
+        fn = self._compiled.get(key)
+        if fn is None:
+            if self.compile_mode == "eager":
+                fn = self._run
+            else:
+                fn = tf.function(
+                    self._run,
+                    input_signature=[
+                        tf.TensorSpec([height, width, 3], tf.float32),
+                        tf.TensorSpec([], tf.int32),
+                        tf.TensorSpec([], tf.float32),
+                        tf.TensorSpec([2], tf.int32),
+                    ],
+                    jit_compile=self.compile_mode == "xla",
+                )
+            self._compiled[key] = fn
+        return fn
+
+    def __call__(
+        self, image: np.ndarray, *, steps: int, step_size: float, seed: tuple[int, int] = (0, 0)
+    ) -> tuple[np.ndarray, float]:
+        """Dreams ``image`` for ``steps`` steps.
+
+        Args:
+            image: (H, W, 3) float32 BGR in [0, 255].
+            steps: gradient steps (0 returns the image unchanged).
+            step_size: in 0..255 pixel units per unit-std gradient.
+            seed: (seed, frame number): the roll jitter is a pure function of it.
+
+        Returns:
+            (dreamed image (H, W, 3) float32 BGR in [0, 255], loss before the last step).
+        """
+        h, w = image.shape[:2]
+        fn = self._function(h, w)
+        try:
+            out, loss = fn(
+                tf.convert_to_tensor(image, tf.float32),
+                tf.constant(steps, tf.int32),
+                tf.constant(step_size, tf.float32),
+                tf.constant(seed, tf.int32),
+            )
+        except tf.errors.ResourceExhaustedError:
+            raise AcceleratorMemoryError(
+                f"out of accelerator memory dreaming at {w}x{h}: "
+                "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
+            ) from None
+        return out.numpy(), float(loss)
+
+    def objective(self, image: np.ndarray) -> float:
+        """The layer objective of (H, W, 3) float32 BGR in [0, 255], without stepping."""
+        return float(self._objective(tf.convert_to_tensor(image, tf.float32)))
+
+
+def build_step(config: DreamConfig, layers: Sequence[str] | None = None) -> DreamStep:
+    """Loads the model of ``config`` (at its resolved precision) and wraps it in a step."""
+    precision, compile_mode = choose_variant(config.precision, config.compile, detect_device())
+    model = load_model(
+        config.model,
+        config.layers if layers is None else layers,
+        weights=config.weights,
+        dtype=KERAS_POLICY[precision],
+    )
+    return DreamStep(
+        model,
+        layer_weights=config.layer_weights if layers is None else (),
+        compile_mode=compile_mode,
+        jitter=config.jitter,
+    )
+
+
+class Dreamer:
+    """Turns camera frames into dreamed frames, carrying the dream over time.
+
+    Frame in: (H, W, 3) uint8 BGR, any size. Frame out: the same shape and dtype. The frame is
+    downscaled to the dream size, started from itself plus the previous frame's dream residual
+    warped by optical flow, dreamed for ``steps`` steps, and the residual is upscaled and added
+    to the full-resolution frame so the output keeps the camera's sharpness.
+
+    The attributes ``steps``, ``step_size``, ``blend``, ``flow`` and ``enabled`` may be changed
+    between frames (the preview's keys do); none of them recompiles anything.
+
+    Thread: the dream thread only.
+    """
+
+    def __init__(self, config: DreamConfig, *, step: DreamStep | None = None) -> None:
+        self.config = config
+        self.step = step if step is not None else build_step(config)
+        self.steps = config.steps
+        self.step_size = config.step_size
+        self.blend = config.blend
+        self.flow = config.flow
+        self.enabled = True
+        self.frame_index = 0
+        self._carry = FlowCarry()
+        self._steps_by_layers: dict[tuple[str, ...], DreamStep] = {
+            self.step.model.layers: self.step
+        }
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The layers being dreamed."""
+        return self.step.model.layers
+
+    def set_layers(self, layers: Sequence[str]) -> None:
+        """Switches to another layer set (built once, then reused)."""
+        key = tuple(layers)
+        if key not in self._steps_by_layers:
+            self._steps_by_layers[key] = build_step(self.config, key)
+        self.step = self._steps_by_layers[key]
+
+    def reset(self) -> None:
+        """Drops the carried dream (scene cut, source switch)."""
+        self._carry.reset()
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """Dreams one frame: (H, W, 3) uint8 BGR in, the same out."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"unexpected frame: {frame.shape} {frame.dtype} != (H, W, 3) uint8")
+        self.frame_index += 1
+        if not self.enabled:
+            self._carry.reset()
+            return frame
+        h, w = frame.shape[:2]
+        size = self.config.size_for(w, h)
+        small8 = frame if (w, h) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        small = small8.astype(np.float32)  # (h, w, 3) float32 BGR in [0, 255]
+        gray = to_gray(small8)
+        carried = self._carry.carry(gray, blend=self.blend, flow=self.flow)
+        start = small if carried is None else np.clip(small + carried, 0.0, 255.0)
+        dreamed, _ = self.step(
+            start,
+            steps=self.steps,
+            step_size=self.step_size * 255.0,
+            seed=(self.config.seed, self.frame_index),
+        )
+        residual = dreamed - small  # (h, w, 3) float32: what the dream added
+        self._carry.update(gray, residual)
+        if (w, h) != size:
+            residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
+        out = frame.astype(np.float32)
+        out += residual
+        np.clip(out, 0.0, 255.0, out=out)
+        return out.astype(np.uint8)
+
+
+def dream_image(
+    image: np.ndarray,
+    config: DreamConfig,
+    *,
+    step: DreamStep | None = None,
+    max_side: int = 1280,
+) -> np.ndarray:
+    """Dreams a still photo in octaves, small to full, for the classic look.
+
+    Each octave dreams the photo at one scale starting from it plus the detail dreamed so far
+    (upscaled), so large patterns from small octaves gain fine detail at large ones.
+
+    Args:
+        image: (H, W, 3) uint8 BGR.
+        config: ``octaves``, ``octave_scale``, ``octave_steps`` and ``step_size`` are used.
+        step: a built step (built from ``config`` when None).
+        max_side: the largest octave's long side; a bigger photo gets its detail upscaled.
+
+    Returns:
+        (H, W, 3) uint8 BGR.
+    """
+    step = step if step is not None else build_step(config)
+    h, w = image.shape[:2]
+    top = min(1.0, max_side / max(h, w))
+    base = image.astype(np.float32)
+    detail: np.ndarray | None = None
+    for octave in range(config.octaves - 1, -1, -1):
+        scale = top / config.octave_scale**octave
+        size = (max(32, round(w * scale)), max(32, round(h * scale)))
+        octave_base = cv2.resize(base, size, interpolation=cv2.INTER_AREA)
+        if detail is not None:
+            detail = cv2.resize(detail, size, interpolation=cv2.INTER_LINEAR)
+        start = octave_base if detail is None else np.clip(octave_base + detail, 0.0, 255.0)
+        dreamed, _ = step(
+            start,
+            steps=config.octave_steps,
+            step_size=config.step_size * 255.0,
+            seed=(config.seed, octave),
+        )
+        detail = dreamed - octave_base
+    assert detail is not None  # octaves >= 1, checked at the door
+    detail = cv2.resize(detail, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(base + detail, 0.0, 255.0).astype(np.uint8)  # type: ignore[no-any-return]
