@@ -304,3 +304,9 @@ def x_screen(xvfb_display: str) -> Iterator[XScreen]:
         yield screen
     finally:
         screen.close()
+
+
+@pytest.fixture
+def press_key(x_screen: XScreen) -> Callable[..., None]:
+    """``press_key(key, window_title=None)``: a key press on the test X server via XTest."""
+    return x_screen.press_key

@@ -1,0 +1,327 @@
+"""Sinks: files appear complete or not at all, the virtual camera never freezes, and the
+preview window really shows the frame on a real X server (Xvfb)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import pytest
+
+from livedream.errors import DisplayError, SinkError, VirtualCameraError
+from livedream.sinks import (
+    KEY_ESC,
+    KEY_NONE,
+    ImageFileSink,
+    NullSink,
+    PreviewWindow,
+    VideoFileSink,
+    VirtualCameraSink,
+    draw_hud,
+    has_display,
+)
+
+if TYPE_CHECKING:
+    from conftest import FakeCameraLog, XScreen
+
+NumberedFrame = Callable[[int, int, int], np.ndarray]
+
+
+def _count_frames(path: Path) -> tuple[int, int, int, float]:
+    """(frames decoded, width, height, fps) of a video file."""
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened()
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    fps = float(cap.get(cv2.CAP_PROP_FPS))
+    cap.release()
+    return n, size[0], size[1], fps
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".avi", ".mkv", ".mov"])
+def test_video_file_sink_writes_every_frame(
+    tmp_path: Path, ext: str, numbered_frame: NumberedFrame
+) -> None:
+    target = tmp_path / f"dream{ext}"
+    with VideoFileSink(target, width=96, height=64, fps=24.0) as sink:
+        for i in range(12):
+            sink.write(numbered_frame(i, 96, 64))
+            # Until close(), only the hidden temporary file exists.
+            assert not target.exists()
+            assert sink.temp_path.exists()
+        assert sink.temp_path.parent == tmp_path
+        assert sink.temp_path.name.startswith(".")
+        assert sink.frames_written == 12
+    assert target.exists()
+    assert not sink.temp_path.exists()
+    assert _count_frames(target) == (12, 96, 64, 24.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_video_file_sink_without_frames_creates_nothing(tmp_path: Path) -> None:
+    sink = VideoFileSink(tmp_path / "dream.mp4", width=64, height=64, fps=30.0)
+    sink.close()
+    sink.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_file_sink_close_twice_and_write_after_close(
+    tmp_path: Path, numbered_frame: NumberedFrame
+) -> None:
+    target = tmp_path / "dream.avi"
+    sink = VideoFileSink(target, width=64, height=48, fps=10.0)
+    sink.write(numbered_frame(0, 64, 48))
+    sink.close()
+    sink.close()
+    sink.write(numbered_frame(1, 64, 48))  # ignored, no error on a shutdown race
+    assert _count_frames(target)[0] == 1
+
+
+def test_video_file_sink_rejects_a_frame_of_another_size(tmp_path: Path) -> None:
+    expected = r"unexpected frame shape: \(48, 60, 3\) != \(48, 64, 3\)"
+    with VideoFileSink(tmp_path / "dream.mp4", width=64, height=48, fps=10.0) as sink:
+        with pytest.raises(ValueError, match=expected):
+            sink.write(np.zeros((48, 60, 3), np.uint8))
+        assert sink.frames_written == 0
+
+
+def test_existing_target_needs_overwrite(tmp_path: Path, numbered_frame: NumberedFrame) -> None:
+    target = tmp_path / "dream.mp4"
+    target.write_bytes(b"precious")
+    with pytest.raises(SinkError, match=r"dream\.mp4.*already exists.*--overwrite"):
+        VideoFileSink(target, width=64, height=48, fps=10.0)
+    assert target.read_bytes() == b"precious"
+    with VideoFileSink(target, width=64, height=48, fps=10.0, overwrite=True) as sink:
+        sink.write(numbered_frame(0, 64, 48))
+        assert target.read_bytes() == b"precious"  # replaced only on close()
+    assert _count_frames(target)[0] == 1
+
+
+def test_missing_folder_is_a_sink_error(tmp_path: Path) -> None:
+    with pytest.raises(SinkError, match=r"folder .*nope.* does not exist"):
+        VideoFileSink(tmp_path / "nope" / "dream.mp4", width=64, height=48, fps=10.0)
+
+
+def test_unwritable_folder_is_a_sink_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            # Root writes anywhere: a path under a file fails for root too.
+            afile = tmp_path / "afile.txt"
+            afile.write_text("not a folder")
+            target = afile / "dream.mp4"
+            expected = r"afile\.txt is a file, not a folder"
+        else:
+            target = locked / "dream.mp4"
+            expected = "not writable"
+        with pytest.raises(SinkError, match=expected):
+            VideoFileSink(target, width=64, height=48, fps=10.0)
+    finally:
+        locked.chmod(0o700)
+
+
+@pytest.mark.parametrize("name", ["dream.webm", "dream", "dream.png"])
+def test_unknown_video_extension_is_a_sink_error(tmp_path: Path, name: str) -> None:
+    with pytest.raises(SinkError, match=r"unknown video format.*\.mp4 \.m4v \.mov \.mkv \.avi"):
+        VideoFileSink(tmp_path / name, width=64, height=48, fps=10.0)
+
+
+def test_image_file_sink_saves_the_last_frame(
+    tmp_path: Path, numbered_frame: NumberedFrame
+) -> None:
+    target = tmp_path / "dream.png"
+    with ImageFileSink(target) as sink:
+        sink.write(numbered_frame(1, 80, 60))
+        sink.write(numbered_frame(2, 80, 60))
+        assert not target.exists()
+    np.testing.assert_array_equal(cv2.imread(str(target)), numbered_frame(2, 80, 60))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dream.png"]
+    with pytest.raises(SinkError, match="already exists"):
+        ImageFileSink(target)
+    with pytest.raises(SinkError, match="unknown image format"):
+        ImageFileSink(tmp_path / "dream.gif")
+
+
+def test_null_sink_counts() -> None:
+    with NullSink() as sink:
+        for _ in range(3):
+            sink.write(np.zeros((4, 4, 3), np.uint8))
+    assert sink.frames_written == 3
+
+
+def test_draw_hud_darkens_a_box_and_writes_text() -> None:
+    frame = np.full((240, 320, 3), 200, np.uint8)
+    out = draw_hud(frame, ["12.3 fps", "latency 80 ms"])
+    assert out is not frame
+    assert (frame == 200).all()  # the input is untouched
+    box = out[:30, :60]
+    assert (box < 200).any() and (box == 255).any()  # darkened, with white text
+    assert (out[200:, 250:] == 200).all()  # the rest of the frame is as it was
+    np.testing.assert_array_equal(draw_hud(frame, []), frame)
+
+
+# --- virtual camera ------------------------------------------------------------------------
+
+
+def test_virtual_camera_sends_frames_in_order_and_repeats_the_last(
+    fake_vcam: FakeCameraLog, numbered_frame: NumberedFrame
+) -> None:
+    frames = [numbered_frame(i, 64, 48) for i in range(1, 4)]
+    with VirtualCameraSink(width=64, height=48, fps=100.0, backend="livedream-test") as sink:
+        assert sink.device == "/dev/video-fake"
+        for frame in frames:
+            sink.write(frame)
+            assert _wait_until(lambda f=frame: any(np.array_equal(x, f) for x in fake_vcam.frames))
+        # No new write: the last frame keeps going out, so call apps do not freeze.
+        before = len(fake_vcam.frames)
+        assert _wait_until(lambda: len(fake_vcam.frames) >= before + 5)
+        assert np.array_equal(fake_vcam.frames[-1], frames[-1])
+        assert not sink.failed
+    sent = [x for x in fake_vcam.frames if x.any()]  # black frames go out before the first write
+    assert all(x.shape == (48, 64, 3) and x.dtype == np.uint8 for x in fake_vcam.frames)
+    order = [next(i for i, f in enumerate(frames) if np.array_equal(x, f)) for x in sent]
+    assert order == sorted(order)  # frames arrive in the order given
+    assert set(order) == {0, 1, 2}
+    assert sink.frames_sent == len(fake_vcam.frames)
+    assert fake_vcam.opened == 1 and fake_vcam.closed == 1
+
+
+def test_virtual_camera_open_failure_gives_the_setup_hint(fake_vcam: FakeCameraLog) -> None:
+    fake_vcam.fail_open = "device /dev/video9 does not exist"
+    with pytest.raises(VirtualCameraError) as info:
+        VirtualCameraSink(width=64, height=48, fps=30.0, backend="livedream-test")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "device /dev/video9 does not exist" in message
+    if platform.system() == "Linux":
+        assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1" in message
+    else:
+        assert "OBS" in message
+
+
+def test_virtual_camera_unknown_backend_lists_the_known_ones(fake_vcam: FakeCameraLog) -> None:
+    with pytest.raises(VirtualCameraError, match=r"unknown virtual camera backend.*livedream-test"):
+        VirtualCameraSink(width=64, height=48, fps=30.0, backend="nosuch")
+
+
+def test_virtual_camera_failing_mid_run_is_reported_not_raised(
+    fake_vcam: FakeCameraLog, numbered_frame: NumberedFrame
+) -> None:
+    fake_vcam.fail_after = 3
+    with VirtualCameraSink(width=64, height=48, fps=100.0, backend="livedream-test") as sink:
+        assert _wait_until(lambda: sink.failed)
+        assert "fake device went away" in sink.error
+        assert sink.name in sink.error
+        for i in range(5):
+            sink.write(numbered_frame(i, 64, 48))  # must not raise: preview and file go on
+    assert len(fake_vcam.frames) == 3
+    assert fake_vcam.closed == 1
+
+
+# --- preview window ------------------------------------------------------------------------
+
+
+def _pump(window: PreviewWindow, frame: np.ndarray, until: Callable[[int], bool]) -> int:
+    """Show ``frame`` until ``until(key)`` holds (Qt needs a few event rounds); returns the key."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        key = window.show(frame)
+        if until(key) or time.monotonic() > deadline:
+            return key
+        time.sleep(0.01)
+
+
+def test_preview_window_shows_the_frame_on_screen(x_screen: XScreen) -> None:
+    frame = np.zeros((120, 200, 3), np.uint8)
+    frame[:, :100] = (0, 0, 255)  # red left half (BGR)
+    frame[:, 100:] = (0, 255, 0)  # green right half
+    half = 100 * 120
+
+    def on_screen() -> tuple[np.ndarray, np.ndarray]:
+        screen = x_screen.grab()  # (H, W, 3) BGR
+        return np.all(screen == (0, 0, 255), axis=2), np.all(screen == (0, 255, 0), axis=2)
+
+    with PreviewWindow("livedream test show") as window:
+        _pump(window, frame, lambda _: min(m.sum() for m in on_screen()) >= 0.8 * half)
+        red, green = on_screen()
+        assert window.is_open()
+    # Most of each half is on screen in its exact colour (edges may be scaled)...
+    assert red.sum() >= 0.8 * half
+    assert green.sum() >= 0.8 * half
+    # ...red on the left of green, so the colour order is right, and it is gone after close().
+    assert np.nonzero(red)[1].max() < np.nonzero(green)[1].min()
+    red_after, green_after = on_screen()
+    assert red_after.sum() < 0.1 * half and green_after.sum() < 0.1 * half
+
+
+def test_preview_window_returns_pressed_keys(x_screen: XScreen) -> None:
+    frame = np.full((60, 80, 3), 90, np.uint8)
+    with PreviewWindow("livedream test keys") as window:
+        _pump(window, frame, lambda _: x_screen.find_window("livedream test keys") is not None)
+        assert _pump(window, frame, lambda k: k == KEY_NONE) == KEY_NONE
+        for key, code in [("q", ord("q")), ("h", ord("h")), ("Escape", KEY_ESC)]:
+            x_screen.press_key(key, window_title="livedream test keys")
+            assert _pump(window, frame, lambda k: k != KEY_NONE) == code
+
+
+def test_preview_window_closed_by_the_user_stays_closed(x_screen: XScreen) -> None:
+    frame = np.full((60, 80, 3), 30, np.uint8)
+    with PreviewWindow("livedream test close") as window:
+        _pump(window, frame, lambda _: x_screen.find_window("livedream test close") is not None)
+        assert window.is_open()
+        x_screen.close_window("livedream test close")
+        _pump(window, frame, lambda _: not window.is_open())
+        assert not window.is_open()
+        assert window.show(frame) == KEY_NONE  # does not pop up again
+        assert x_screen.find_window("livedream test close") is None
+
+
+def test_no_display_raises_display_error_with_the_way_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert not has_display()
+    with pytest.raises(DisplayError) as info:
+        PreviewWindow()
+    message = str(info.value)
+    assert "no display" in message
+    assert "--no-preview" in message and "--output" in message and "--virtual-cam" in message
+
+
+def test_display_without_a_server_is_a_display_error_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Qt aborts the process when DISPLAY points nowhere: the check must come first.
+    free = next(n for n in range(250, 400) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    monkeypatch.setenv("DISPLAY", f":{free}")
+    assert not has_display()
+    with pytest.raises(DisplayError, match=f"no X server answers on DISPLAY=:{free}"):
+        PreviewWindow()
+
+
+def test_has_display_under_xvfb(xvfb_display: str) -> None:
+    assert os.environ["DISPLAY"] == xvfb_display
+    assert has_display()
