@@ -1,0 +1,773 @@
+"""The ``livedream`` command: dream a webcam, a video file or a photo.
+
+    livedream                                  # webcam 0 in a preview window
+    livedream --virtual-cam                    # a camera that Zoom, Meet, Teams or OBS can pick
+    livedream --input clip.mp4 --output dream.mp4
+    livedream --demo                           # dream the bundled sample clip into dream.mp4
+
+Exit codes: 0 done, 1 runtime error, 2 bad usage, 130 interrupted (outputs finalized).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from livedream import __version__
+from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig, RunConfig
+from livedream.errors import LivedreamError, SinkError, UsageError, VirtualCameraError
+from livedream.models import MODELS
+
+if TYPE_CHECKING:
+    from livedream.dream import Dreamer
+    from livedream.pipeline import Stats, TimedFrame
+    from livedream.sinks import PreviewWindow, Sink, VirtualCameraSink
+    from livedream.sources import Source
+
+log = logging.getLogger("livedream")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
+DEMO_OUTPUT = Path("dream.mp4")
+STEP_SIZE_FACTOR = 1.25  # one +/- key press: a quarter stronger or weaker
+MAX_STEPS = 20
+KEYS_HELP = (
+    "preview keys: q/Esc quit, space dream on/off, +/- strength, [/] steps per frame, "
+    "l layer preset, f flow carry, r reset, m mirror, s screenshot, h heads-up overlay"
+)
+
+
+# -- arguments ---------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr and exit code 2, not argparse's usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see livedream --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT such as 320x240, got {text!r}"
+        ) from None
+    if width < 16 or height < 16 or width > 8192 or height > 8192:
+        raise argparse.ArgumentTypeError(
+            f"expected a size from 16x16 to 8192x8192 such as 320x240, got {text}"
+        )
+    return width, height
+
+
+def _layers(text: str) -> tuple[str, ...]:
+    layers = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not layers:
+        raise argparse.ArgumentTypeError(f"expected layer names like block4_conv3, got {text!r}")
+    return layers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every default is shown by ``--help``."""
+    defaults = DreamConfig()
+    parser = _Parser(
+        prog="livedream",
+        description="Real-time DeepDream filter for webcams, video files and photos.",
+        epilog=KEYS_HELP + ". Exit codes: 0 done, 1 error, 2 bad usage, 130 interrupted.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    io = parser.add_argument_group("input and output")
+    io.add_argument(
+        "--input",
+        "-i",
+        default="0",
+        help="webcam index (0, 1, ...), device path (/dev/video0), video file or image",
+    )
+    io.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        help="write a video file (.mp4 .avi .mkv .mov), or an image for a photo input",
+    )
+    io.add_argument(
+        "--preview",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a preview window (default: on for webcams and files with nothing else to "
+        "write, when a display exists)",
+    )
+    io.add_argument(
+        "--virtual-cam",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DEVICE",
+        help="publish to a virtual camera (optionally a device such as /dev/video10)",
+    )
+    io.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    io.add_argument(
+        "--demo",
+        action="store_true",
+        help=f"dream the bundled sample clip into {DEMO_OUTPUT} (replaces its own output)",
+    )
+    io.add_argument("--list-cameras", action="store_true", help="list webcams and exit")
+    io.add_argument(
+        "--max-frames",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N output frames",
+    )
+    cam = parser.add_argument_group("camera")
+    cam.add_argument("--width", type=_positive_int, default=None, help="camera width to ask for")
+    cam.add_argument("--height", type=_positive_int, default=None, help="camera height to ask for")
+    cam.add_argument(
+        "--fps",
+        type=_positive_float,
+        default=None,
+        help="camera fps to ask for; the pace of a photo shown live (default 30)",
+    )
+    cam.add_argument("--mirror", action="store_true", help="flip the picture left-right")
+    dream = parser.add_argument_group("dream")
+    dream.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default=defaults.model,
+        help="network to dream with (vgg16_hed works offline)",
+    )
+    dream.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="local Keras .h5 / .weights.h5 file instead of the model's own",
+    )
+    dream.add_argument(
+        "--layers",
+        type=_layers,
+        default=None,
+        help="comma-separated layers to dream (default: the model's own)",
+    )
+    dream.add_argument(
+        "--steps", type=_positive_int, default=defaults.steps, help="gradient steps per frame"
+    )
+    dream.add_argument(
+        "--step-size",
+        type=_positive_float,
+        default=defaults.step_size,
+        help="strength: fraction of the 0..255 range moved per step",
+    )
+    dream.add_argument(
+        "--dream-size",
+        type=_size,
+        default=None,
+        metavar="WxH",
+        help=f"size the dream runs at (default: short side {defaults.short_side},"
+        " keeping the aspect ratio)",
+    )
+    dream.add_argument(
+        "--blend",
+        type=_fraction,
+        default=defaults.blend,
+        help="share of the previous frame's dream carried on (0 = none)",
+    )
+    dream.add_argument(
+        "--no-flow",
+        action="store_true",
+        help="carry the dream in place instead of following motion",
+    )
+    dream.add_argument(
+        "--octaves",
+        type=_positive_int,
+        default=defaults.octaves,
+        help="scales a photo is dreamed at",
+    )
+    dream.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults.precision,
+        help="number format; auto picks the fastest for this machine",
+    )
+    dream.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default=defaults.compile,
+        help="graph (TensorFlow), xla or eager; auto picks per device",
+    )
+    dream.add_argument("--seed", type=int, default=defaults.seed, help="random jitter seed")
+    parser.add_argument("--hud", action="store_true", help="start with the heads-up overlay on")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="show debug logs and TensorFlow's own messages"
+    )
+    parser.add_argument("--version", action="version", version=f"livedream {__version__}")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespace]:
+    """Parses ``argv`` into a ``RunConfig`` (and the raw namespace for the one-off flags)."""
+    args = build_parser().parse_args(argv)
+    dream = DreamConfig(
+        model=args.model,
+        weights=args.weights,
+        layers=args.layers or (),
+        steps=args.steps,
+        step_size=args.step_size,
+        dream_size=args.dream_size,
+        blend=args.blend,
+        flow=not args.no_flow,
+        octaves=args.octaves,
+        precision=args.precision,
+        compile=args.compile,
+        seed=args.seed,
+    )
+    config = RunConfig(
+        input=args.input,
+        output=args.output,
+        preview=args.preview,
+        virtual_cam=args.virtual_cam,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        mirror=args.mirror,
+        max_frames=args.max_frames,
+        overwrite=args.overwrite,
+        hud=args.hud,
+        verbose=args.verbose,
+        dream=dream,
+    )
+    if args.demo:
+        config = replace(
+            config,
+            input=str(SAMPLE_CLIP),
+            output=config.output or DEMO_OUTPUT,
+            overwrite=config.overwrite or config.output is None,
+        )
+    return config, args
+
+
+# -- logging and TensorFlow's chatter -------------------------------------------------------------
+def quiet_libraries(verbose: bool) -> None:
+    """Keeps TensorFlow's, OpenCV's and Qt's chatter out of the terminal unless ``--verbose``."""
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("QT_LOGGING_RULES", "*.warning=false")
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def import_tensorflow(verbose: bool) -> None:
+    """Imports TensorFlow and finds its devices, hiding the C++ start-up logs unless verbose.
+
+    TensorFlow's C++ logging writes to file descriptor 2 before any setting can stop it (the
+    TF_CPP_MIN_LOG_LEVEL variable no longer silences absl's early messages), so stderr is pointed
+    at /dev/null for the import alone.
+    """
+    if verbose or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def setup_logging(console: Console, verbose: bool) -> None:
+    handler = RichHandler(console=console, show_time=False, show_path=verbose, markup=False)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("livedream").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+# -- Ctrl-C and SIGTERM -----------------------------------------------------------------------
+class Interrupts:
+    """First Ctrl-C or SIGTERM: a clean stop (outputs finalized). A second Ctrl-C: exit now."""
+
+    def __init__(self, on_stop: Callable[[], None]) -> None:
+        self.requested = threading.Event()
+        self._on_stop = on_stop
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested.is_set() and signum == signal.SIGINT:
+            os.write(2, b"\nforced exit: outputs of this run may be incomplete\n")
+            os._exit(EXIT_INTERRUPTED)
+        self.requested.set()
+        self._on_stop()
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+# -- the run ------------------------------------------------------------------------------------
+def _is_image_path(path: Path | None) -> bool:
+    return path is not None and path.suffix.lower() in IMAGE_OUTPUTS
+
+
+def _open_sinks(
+    config: RunConfig, source: Source, *, still: bool
+) -> tuple[list[Sink], VirtualCameraSink | None]:
+    """Opens the file and virtual-camera outputs; closes what opened when one fails."""
+    from livedream.sinks import ImageFileSink, VideoFileSink, VirtualCameraSink
+
+    sinks: list[Sink] = []
+    vcam: VirtualCameraSink | None = None
+    try:
+        if config.output is not None:
+            if _is_image_path(config.output):
+                if not still:
+                    raise SinkError(
+                        f"--output {config.output} is an image but the input is a video; "
+                        "give a video file (.mp4 .avi .mkv .mov)"
+                    )
+                sinks.append(ImageFileSink(config.output, overwrite=config.overwrite))
+            else:
+                sinks.append(
+                    VideoFileSink(
+                        config.output,
+                        width=source.width,
+                        height=source.height,
+                        fps=source.fps or 30.0,
+                        overwrite=config.overwrite,
+                    )
+                )
+        if config.virtual_cam is not None:
+            vcam = VirtualCameraSink(
+                width=source.width,
+                height=source.height,
+                fps=source.fps or 30.0,
+                device=config.virtual_cam or None,
+            )
+            sinks.append(vcam)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks, vcam
+
+
+def _make_dreamer(config: DreamConfig) -> Callable[[], Dreamer]:
+    def make() -> Dreamer:
+        from livedream.dream import Dreamer
+
+        return Dreamer(config)
+
+    return make
+
+
+class KeyHandler:
+    """What the preview's keys do. Main thread."""
+
+    def __init__(
+        self, controls: Any, presets: Sequence[tuple[str, ...]], base: DreamConfig
+    ) -> None:
+        self.controls = controls
+        self.presets = list(presets)
+        self.preset = 0
+        self.steps = base.steps
+        self.step_size = base.step_size
+        self.flow = base.flow
+        self.hud = False
+        self.quit = False
+        self.screenshot = False
+
+    def handle(self, key: int) -> str | None:
+        """Applies ``key``; returns a short note of what changed, or None."""
+        c = self.controls
+        ch = chr(key) if 0 <= key < 256 else ""
+        if ch in ("q", "Q") or key == 27:
+            self.quit = True
+            return "quit"
+        if ch == " ":
+            c.enabled = not c.enabled
+            return f"dream {'on' if c.enabled else 'off'}"
+        if ch in ("+", "="):
+            self.step_size = min(0.2, self.step_size * STEP_SIZE_FACTOR)
+            c.step_size = self.step_size
+            return f"strength {self.step_size:.4f}"
+        if ch in ("-", "_"):
+            self.step_size = max(0.0005, self.step_size / STEP_SIZE_FACTOR)
+            c.step_size = self.step_size
+            return f"strength {self.step_size:.4f}"
+        if ch == "]":
+            self.steps = min(MAX_STEPS, self.steps + 1)
+            c.steps = self.steps
+            return f"steps {self.steps}"
+        if ch == "[":
+            self.steps = max(1, self.steps - 1)
+            c.steps = self.steps
+            return f"steps {self.steps}"
+        if ch == "l" and self.presets:
+            self.preset = (self.preset + 1) % len(self.presets)
+            c.layers = self.presets[self.preset]
+            return f"layers {','.join(self.presets[self.preset])}"
+        if ch == "f":
+            self.flow = not self.flow
+            c.flow = self.flow
+            return f"flow carry {'on' if self.flow else 'off'}"
+        if ch == "r":
+            c.reset = True
+            return "dream reset"
+        if ch == "m":
+            c.mirror = not c.mirror
+            return f"mirror {'on' if c.mirror else 'off'}"
+        if ch == "s":
+            self.screenshot = True
+            return "screenshot"
+        if ch == "h":
+            self.hud = not self.hud
+            return f"overlay {'on' if self.hud else 'off'}"
+        return None
+
+
+def _screenshot(image: Any) -> Path:
+    import cv2
+
+    path = Path(f"livedream-{datetime.now():%Y%m%d-%H%M%S-%f}.png")
+    if not cv2.imwrite(str(path), image):
+        raise SinkError(f"could not write the screenshot {path}: is the folder writable?")
+    return path
+
+
+def _info(config: RunConfig, source: Source, dreamer: Dreamer | None) -> dict[str, str]:
+    info = {"input": f"{source.name} {source.width}x{source.height} @ {source.fps:.3g} fps"}
+    if dreamer is not None:
+        w, h = config.dream.size_for(source.width, source.height)
+        info["model"] = f"{config.dream.model} ({','.join(dreamer.layers)})"
+        info["dream"] = (
+            f"{w}x{h}, {dreamer.steps} steps, {dreamer.step.model.dtype}, "
+            f"{dreamer.step.compile_mode}"
+        )
+    return info
+
+
+def run_still(config: RunConfig, source: Source, console: Console) -> int:
+    """A photo to an image file: octaves, the classic look."""
+    from livedream.dream import dream_image
+    from livedream.sources import ImageSource
+
+    assert isinstance(source, ImageSource)
+    sinks, _ = _open_sinks(config, source, still=True)
+    with console.status("dreaming the photo in octaves..."):
+        try:
+            image = dream_image(source.image, config.dream)
+            for sink in sinks:
+                sink.write(image)
+        finally:
+            for sink in sinks:
+                sink.close()
+    return EXIT_OK
+
+
+class StreamRun:
+    """A stream (webcam, video file, photo shown live) through the pipeline to the outputs.
+
+    The main thread takes dreamed frames, writes them to the file and the virtual camera, and
+    shows them in the preview window (which macOS requires on the main thread).
+    """
+
+    def __init__(self, config: RunConfig, source: Source, console: Console) -> None:
+        from livedream.models import get_spec
+        from livedream.pipeline import Controls, Pipeline
+        from livedream.sinks import PreviewWindow, VideoFileSink, has_display
+        from livedream.sources import ImageSource, WebcamSource
+
+        self.config = config
+        self.source = source
+        self.console = console
+        is_file = not source.is_live
+        records = config.output is not None
+        # A file rendered to a file loses nothing; everything else drops frames to stay live.
+        self.live = not (is_file and records)
+        if isinstance(source, ImageSource) and records and config.max_frames is None:
+            raise UsageError(
+                f"{source.name} is a photo: a video from it needs --max-frames N "
+                "(or give an image --output for the octave dream)"
+            )
+        preview = config.preview
+        if preview is None:
+            preview = has_display() and not records and config.virtual_cam is None
+        if not preview and not records and config.virtual_cam is None:
+            raise UsageError(
+                "nothing to show the dream on: no display for a preview window here; "
+                "give --output FILE or --virtual-cam, or run where a display exists"
+            )
+        self.window: PreviewWindow | None = PreviewWindow("livedream") if preview else None
+        try:
+            self.sinks, self.vcam = _open_sinks(config, source, still=False)
+        except BaseException:
+            if self.window is not None:
+                self.window.close()
+            raise
+        # A live recording plays in real time: each frame is repeated until the next one.
+        self.realtime: Sink | None = None
+        if self.live and records and isinstance(self.sinks[0], VideoFileSink):
+            self.realtime = self.sinks[0]
+        self.written = 0
+        self.first_capture: float | None = None
+        self.controls = Controls(mirror=config.mirror)
+        presets = list(get_spec(config.dream.model).presets)
+        if config.dream.layers and config.dream.layers not in presets:
+            presets.insert(0, config.dream.layers)
+        self.keys = KeyHandler(self.controls, presets, config.dream)
+        self.keys.hud = config.hud
+        pace = None if not self.live or isinstance(source, WebcamSource) else source.fps
+        self.total = None if self.live else source.frame_count
+        if self.total is not None and config.max_frames is not None:
+            self.total = min(self.total, config.max_frames)
+        self.pipeline = Pipeline(
+            source,
+            _make_dreamer(config.dream),
+            live=self.live,
+            pace_fps=pace,
+            controls=self.controls,
+            max_frames=None if self.live else config.max_frames,
+        )
+        self.info: dict[str, str] = {}
+
+    @property
+    def stats(self) -> Stats:
+        return self.pipeline.stats
+
+    def _deliver(self, frame: TimedFrame) -> None:
+        """Writes ``frame`` to every output; drops a virtual camera that failed."""
+        for sink in self.sinks:
+            repeats = 1
+            if sink is self.realtime:
+                if self.first_capture is None:
+                    self.first_capture = frame.captured
+                due = int((frame.captured - self.first_capture) * (self.source.fps or 30.0)) + 1
+                repeats = max(1 if self.written == 0 else 0, due - self.written)
+                self.written += repeats
+            for _ in range(repeats):
+                sink.write(frame.image)
+        vcam = self.vcam
+        if vcam is not None and vcam.failed:
+            log.warning("virtual camera stopped: %s; preview and recording go on", vcam.error)
+            self.sinks.remove(vcam)
+            vcam.close()
+            self.vcam = None
+            if self.window is None and not self.sinks:
+                raise VirtualCameraError(
+                    f"the virtual camera failed ({vcam.error}) and nothing else shows the dream"
+                )
+
+    def _show(self, frame: TimedFrame) -> bool:
+        """Shows ``frame`` in the preview and handles a key; False when the user quit."""
+        if self.window is None:
+            return True
+        from livedream.sinks import draw_hud
+        from livedream.ui import hud_lines
+
+        image = frame.image
+        if self.keys.hud:
+            image = draw_hud(image, hud_lines(self.stats, self.info))
+        key = self.window.show(image)
+        if key >= 0:
+            note = self.keys.handle(key)
+            if self.keys.screenshot:
+                self.keys.screenshot = False
+                log.info("saved %s", _screenshot(frame.image))
+            elif note:
+                log.info("%s", note)
+        return not self.keys.quit and self.window.is_open()
+
+    def run(self) -> int:
+        """Runs until the input ends, the user quits, an error or an interrupt; returns the code."""
+        from livedream.ui import StatusDisplay
+
+        pipeline = self.pipeline
+        interrupted = False
+        display = StatusDisplay(self.console, total=self.total, info=self.info)
+        with Interrupts(pipeline.done.set) as interrupts:
+            try:
+                pipeline.start()
+                self._wait_for_model(interrupts.requested)
+                self.info.update(_info(self.config, self.source, pipeline.dreamer))
+                with display:
+                    self._loop(display)
+                if pipeline.error is not None:
+                    raise pipeline.error
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                pipeline.stop()
+                for sink in self.sinks:
+                    sink.close()
+                if self.window is not None:
+                    self.window.close()
+            interrupted = interrupted or interrupts.requested.is_set()
+        self._report()
+        if interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_ERROR if getattr(self.source, "damaged", False) else EXIT_OK
+
+    def _wait_for_model(self, interrupted: threading.Event) -> None:
+        waiting = _waiting_frame(self.source.width, self.source.height)
+        with self.console.status(f"loading {self.config.dream.model} and compiling the dream..."):
+            while not self.pipeline.ready.wait(0.03) and not interrupted.is_set():
+                if self.window is not None:
+                    self.window.show(waiting)
+
+    def _loop(self, display: Any) -> None:
+        pipeline, stats, last = self.pipeline, self.stats, None
+        max_frames = self.config.max_frames
+        while True:
+            if pipeline.done.is_set():  # interrupted or failed: keep what was already dreamed
+                while (frame := pipeline.next_frame(0)) is not None:
+                    self._deliver(frame)
+                return
+            frame = pipeline.next_frame(0.02)
+            if frame is None:
+                if pipeline.ended:
+                    return
+                # Keep the window responsive while the dream works on the next frame.
+                if last is not None and not self._show(last):
+                    return
+                display.update(stats)
+                continue
+            last = frame
+            self._deliver(frame)
+            if not self._show(frame):
+                return
+            display.update(stats)
+            if max_frames is not None and stats.output >= max_frames:
+                return
+
+    def _report(self) -> None:
+        stats = self.stats
+        if getattr(self.source, "damaged", False):
+            log.error("%s", getattr(self.source, "damage_message", "the input was damaged"))
+        log.info(
+            "%d frames out, %d dropped to stay live, latency p50 %.0f ms, p95 %.0f ms",
+            stats.output,
+            stats.dropped,
+            stats.latency_ms(0.5),
+            stats.latency_ms(0.95),
+        )
+
+
+def _waiting_frame(width: int, height: int) -> Any:
+    """A dark frame saying the model is loading, for the preview meanwhile."""
+    import cv2
+    import numpy as np
+
+    image = np.zeros((max(120, height // 2), max(320, width // 2), 3), np.uint8)
+    cv2.putText(
+        image,
+        "loading the dream...",
+        (20, 60),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.8,
+        (255, 255, 255),
+        2,
+        cv2.LINE_AA,
+    )
+    return image
+
+
+def list_cameras_command(console: Console) -> int:
+    from livedream.sources import list_cameras
+
+    cameras = list_cameras()
+    if not cameras:
+        console.print("no webcams found (checked indices 0-9)")
+        return EXIT_OK
+    for cam in cameras:
+        console.print(f"{cam.index}: {cam.width}x{cam.height} @ {cam.fps:.3g} fps ({cam.backend})")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the exit code (0 done, 1 error, 2 bad usage, 130 interrupted)."""
+    try:
+        config, args = parse_args(argv)
+    except SystemExit as exc:  # --help, --version and bad usage exit from argparse
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    console = Console(stderr=True)
+    quiet_libraries(config.verbose)
+    setup_logging(console, config.verbose)
+    try:
+        if args.list_cameras:
+            return list_cameras_command(Console())
+        return _run(config, console)
+    except LivedreamError as exc:
+        console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _run(config: RunConfig, console: Console) -> int:
+    from livedream.sources import ImageSource, open_source
+
+    source = open_source(config.input, width=config.width, height=config.height, fps=config.fps)
+    with source:
+        console.print(f"starting TensorFlow for {source.name}...", highlight=False)
+        import_tensorflow(config.verbose)
+        if isinstance(source, ImageSource) and _is_image_path(config.output):
+            return run_still(config, source, console)
+        return StreamRun(config, source, console).run()

@@ -1,0 +1,354 @@
+"""Threads and queues: capture -> dream -> the caller's sinks.
+
+The capture thread reads a ``Source`` into a bounded queue; the dream thread builds the model
+(so the main thread stays free for the window, the terminal and Ctrl-C), dreams each frame and
+puts it on the output queue; the caller (the main thread, which owns the preview window) takes
+dreamed frames with ``next_frame()`` and hands them to its sinks.
+
+Live sources drop old frames (newest wins, counted) so lag never builds up; a file rendered to a
+file blocks instead, so no frame is lost. ``None`` marks the end of a stream on every queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from livedream.dream import Dreamer
+from livedream.errors import LivedreamError
+from livedream.sources import Source
+
+log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT = 1.0  # seconds each thread gets to stop: the whole shutdown stays under 2 s
+POLL = 0.05  # seconds a blocked thread waits before looking at its stop event again
+
+
+@dataclass
+class TimedFrame:
+    """A frame on its way through the pipeline.
+
+    Attributes:
+        index: 0-based number of the captured frame.
+        image: (H, W, 3) uint8 BGR.
+        captured: ``time.perf_counter()`` when it was captured; latency is measured from it.
+    """
+
+    index: int
+    image: np.ndarray
+    captured: float
+
+
+class RateMeter:
+    """Events per second over the last ``window`` seconds. Thread-safe."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self._window = window
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
+        with self._lock:
+            self._times.append(now)
+            while self._times and now - self._times[0] > self._window:
+                self._times.popleft()
+
+    def rate(self) -> float:
+        with self._lock:
+            if len(self._times) < 2:
+                return 0.0
+            span = self._times[-1] - self._times[0]
+            return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+@dataclass
+class Stats:
+    """What the terminal table and the heads-up overlay show. Written by every thread."""
+
+    captured: int = 0
+    dreamed: int = 0
+    output: int = 0
+    dropped: int = 0  # frames dropped so that lag does not build up (live sources only)
+    capture_fps: RateMeter = field(default_factory=RateMeter)
+    dream_fps: RateMeter = field(default_factory=RateMeter)
+    output_fps: RateMeter = field(default_factory=RateMeter)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=600))  # seconds
+    dream_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=600))
+
+    def latency_ms(self, q: float) -> float:
+        """The ``q`` quantile (0..1) of recent capture-to-sink latencies, in ms."""
+        values = list(self.latencies)
+        return float(np.quantile(values, q) * 1000.0) if values else 0.0
+
+
+@dataclass
+class Controls:
+    """Settings the preview's keys change while the dream runs; read by the dream thread.
+
+    Plain attribute writes and reads are atomic in CPython; ``reset`` and ``layers`` are
+    requests the dream thread consumes before its next frame.
+    """
+
+    enabled: bool = True
+    steps: int | None = None  # None: leave the dreamer's own value
+    step_size: float | None = None
+    flow: bool | None = None
+    mirror: bool = False
+    layers: tuple[str, ...] | None = None
+    reset: bool = False
+
+    def apply(self, dreamer: Dreamer) -> None:
+        """Brings ``dreamer`` in line with the controls. Dream thread only."""
+        dreamer.enabled = self.enabled
+        if self.steps is not None:
+            dreamer.steps = self.steps
+        if self.step_size is not None:
+            dreamer.step_size = self.step_size
+        if self.flow is not None:
+            dreamer.flow = self.flow
+        if self.layers is not None and self.layers != dreamer.layers:
+            dreamer.set_layers(self.layers)
+            dreamer.reset()
+        if self.reset:
+            self.reset = False
+            dreamer.reset()
+
+
+def _put(
+    q: queue.Queue[TimedFrame | None],
+    item: TimedFrame | None,
+    *,
+    newest_wins: bool,
+    stop: threading.Event,
+    stats: Stats,
+) -> bool:
+    """Puts ``item``; returns False when the pipeline stopped first.
+
+    newest_wins: drop what waits in the queue (counting it) instead of waiting for room.
+    """
+    if newest_wins:
+        while True:
+            try:
+                q.put_nowait(item)
+                return True
+            except queue.Full:
+                try:
+                    old = q.get_nowait()
+                except queue.Empty:
+                    continue
+                if old is not None:
+                    stats.dropped += 1
+                else:  # never drop the end marker: it was the last thing put
+                    q.put_nowait(old)
+                    return True
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=POLL)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class Pipeline:
+    """Capture and dream threads around a source. A context manager; ``stop()`` is idempotent.
+
+    Args:
+        source: where frames come from; closed by ``stop()``.
+        make_dreamer: builds the ``Dreamer`` in the dream thread (model load and compile).
+        live: newest frame wins (drops, no lag); False: block, lose nothing.
+        pace_fps: read the source at this rate (a file or still shown live); None: as it comes.
+        controls: runtime settings from the preview's keys.
+        max_frames: stop capturing after this many frames.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        make_dreamer: Callable[[], Dreamer],
+        *,
+        live: bool,
+        pace_fps: float | None = None,
+        controls: Controls | None = None,
+        max_frames: int | None = None,
+        stats: Stats | None = None,
+    ) -> None:
+        self.source = source
+        self.live = live
+        self.pace_fps = pace_fps
+        self.controls = controls if controls is not None else Controls()
+        self.max_frames = max_frames
+        self.stats = stats if stats is not None else Stats()
+        self.dreamer: Dreamer | None = None
+        self.error: BaseException | None = None  # the first failure of a worker thread
+        self.ready = threading.Event()  # set once the model is built (or failed to build)
+        self.done = threading.Event()  # set by stop(): every thread winds down
+        self._make_dreamer = make_dreamer
+        self._captured: queue.Queue[TimedFrame | None] = queue.Queue(maxsize=1 if live else 4)
+        self._dreamed: queue.Queue[TimedFrame | None] = queue.Queue(maxsize=1 if live else 4)
+        self._threads: list[threading.Thread] = []
+        self._ended = False
+        self._lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> Pipeline:
+        """Starts the threads. Idempotent."""
+        with self._lock:
+            if self._threads:
+                return self
+            self._threads = [
+                threading.Thread(target=self._dream_loop, name="livedream-dream", daemon=True),
+                threading.Thread(target=self._capture_loop, name="livedream-capture", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops every thread within about a second each and closes the source. Idempotent."""
+        self.done.set()
+        for q in (self._captured, self._dreamed):
+            self._drain(q)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(JOIN_TIMEOUT)
+            if thread.is_alive():
+                log.debug("%s still busy after %.1f s; left as a daemon", thread.name, JOIN_TIMEOUT)
+        self.source.close()
+
+    def alive_threads(self) -> list[threading.Thread]:
+        """The pipeline's threads still running (none, after a clean stop)."""
+        return [thread for thread in self._threads if thread.is_alive()]
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @staticmethod
+    def _drain(q: queue.Queue[TimedFrame | None]) -> None:
+        while True:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                return
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        if not isinstance(exc, LivedreamError):
+            log.exception("%s failed", threading.current_thread().name, exc_info=exc)
+        self.done.set()
+
+    # -- consumer side (the caller's thread) -----------------------------------------------
+    def next_frame(self, timeout: float = POLL) -> TimedFrame | None:
+        """The next dreamed frame, or None when none came within ``timeout``.
+
+        Check ``ended`` after a None: it tells the end of the stream from a slow dream.
+        """
+        if self._ended:
+            return None
+        try:
+            item = self._dreamed.get(timeout=timeout)
+        except queue.Empty:
+            if self.done.is_set() and not any(t.is_alive() for t in self._threads):
+                self._ended = True
+            return None
+        if item is None:
+            self._ended = True
+            return None
+        now = time.perf_counter()
+        self.stats.output += 1
+        self.stats.output_fps.tick(now)
+        self.stats.latencies.append(now - item.captured)
+        return item
+
+    @property
+    def ended(self) -> bool:
+        """True once the last dreamed frame was taken (end of input, error or stop)."""
+        return self._ended
+
+    # -- worker threads ----------------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        stats, stop = self.stats, self.done
+        period = 1.0 / self.pace_fps if self.pace_fps else 0.0
+        next_time = time.perf_counter()
+        index = 0
+        try:
+            # A live source is read from the start (a camera's frames are wanted as they come);
+            # a file waits for the model so its first frames are not dropped or queued for long.
+            while not self.live and not self.ready.wait(POLL):
+                if stop.is_set():
+                    return
+            while not stop.is_set():
+                if self.max_frames is not None and index >= self.max_frames:
+                    break
+                if period:
+                    delay = next_time - time.perf_counter()
+                    if delay > 0 and stop.wait(delay):
+                        break
+                    next_time = max(next_time + period, time.perf_counter() - period)
+                image = self.source.read()
+                if image is None:
+                    break
+                if self.controls.mirror:
+                    image = np.ascontiguousarray(image[:, ::-1])
+                now = time.perf_counter()
+                stats.captured += 1
+                stats.capture_fps.tick(now)
+                if not _put(
+                    self._captured,
+                    TimedFrame(index, image, now),
+                    newest_wins=self.live,
+                    stop=stop,
+                    stats=stats,
+                ):
+                    return
+                index += 1
+        except BaseException as exc:  # handed to the caller, never lost
+            self._fail(exc)
+        finally:
+            _put(self._captured, None, newest_wins=self.live, stop=stop, stats=stats)
+
+    def _dream_loop(self) -> None:
+        stats, stop = self.stats, self.done
+        try:
+            self.dreamer = self._make_dreamer()
+        except BaseException as exc:  # handed to the caller, never lost
+            self._fail(exc)
+            _put(self._dreamed, None, newest_wins=self.live, stop=stop, stats=stats)
+            return
+        finally:
+            self.ready.set()
+        dreamer = self.dreamer
+        try:
+            while True:
+                try:
+                    item = self._captured.get(timeout=POLL)
+                except queue.Empty:
+                    if stop.is_set():
+                        break
+                    continue
+                if item is None or stop.is_set():
+                    break
+                self.controls.apply(dreamer)
+                started = time.perf_counter()
+                item.image = dreamer(item.image)
+                stats.dream_seconds.append(time.perf_counter() - started)
+                stats.dreamed += 1
+                stats.dream_fps.tick()
+                if not _put(self._dreamed, item, newest_wins=self.live, stop=stop, stats=stats):
+                    return
+        except BaseException as exc:  # handed to the caller, never lost
+            self._fail(exc)
+        finally:
+            _put(self._dreamed, None, newest_wins=self.live, stop=stop, stats=stats)
