@@ -1,0 +1,282 @@
+"""The ``livedream`` command end to end: file renders, the demo, the virtual camera hint and the
+preview window with its keys under a real X server (Xvfb)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from livedream.cli import main
+from livedream.sinks import has_display
+
+FAST = ["--dream-size", "64x48", "--layers", "block2_conv2", "--precision", "float32"]
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], float]:
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames, fps
+
+
+def test_help_shows_every_flag_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--input",
+        "--output",
+        "--preview",
+        "--virtual-cam",
+        "--dream-size",
+        "--blend",
+        "--no-flow",
+        "--octaves",
+        "--precision",
+        "--compile",
+        "--max-frames",
+        "--demo",
+    ):
+        assert flag in out
+    assert "(default: vgg16_hed)" in out
+    assert "(default: 2)" in out  # steps per frame
+    assert "q/Esc quit" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--steps", "0"], "--steps: expected a number above 0, got 0"),
+        (["--dream-size", "0x0"], "--dream-size: expected a size from 16x16"),
+        (["--dream-size", "big"], "expected WIDTHxHEIGHT such as 320x240, got 'big'"),
+        (["--blend", "2"], "--blend: expected a number from 0 to 1, got 2"),
+        (["--precision", "int8"], "--precision: invalid choice: 'int8'"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_file_render_keeps_frame_count_size_and_fps_and_dreams_every_frame(
+    tmp_path: Path, write_video: Any
+) -> None:
+    clip = write_video(tmp_path / "in.avi", frames=20, width=160, height=120, fps=12.5)
+    out = tmp_path / "out.avi"
+    assert main(["-i", str(clip), "-o", str(out), *FAST, "--step-size", "0.05"]) == 0
+    inputs, _ = read_video(clip)
+    outputs, fps = read_video(out)
+    assert len(outputs) == len(inputs) == 20
+    assert outputs[0].shape == (120, 160, 3)
+    assert fps == pytest.approx(12.5, abs=0.01)
+    for before, after in zip(inputs, outputs, strict=True):
+        assert np.abs(before.astype(int) - after).mean() > 4.0  # dreamed, beyond codec noise
+
+
+def test_real_clip_render_keeps_its_frames(media_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bikes_dream.mp4"
+    assert main(["-i", str(media_dir / "bikes.mp4"), "-o", str(out), *FAST]) == 0
+    outputs, fps = read_video(out)
+    assert len(outputs) == 250
+    assert outputs[0].shape == (272, 640, 3)
+    assert fps == pytest.approx(25.0, abs=0.01)
+
+
+def test_demo_renders_the_bundled_clip_and_may_replace_its_own_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["--demo", "--max-frames", "6", *FAST]) == 0
+    frames, _ = read_video(tmp_path / "dream.mp4")
+    assert len(frames) == 6
+    assert frames[0].shape == (272, 640, 3)
+    assert main(["--demo", "--max-frames", "4", *FAST]) == 0  # replaces its own dream.mp4
+    assert len(read_video(tmp_path / "dream.mp4")[0]) == 4
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_virtual_camera_without_a_backend_gives_the_setup_hint(
+    tmp_path: Path, write_video: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if Path("/dev/video0").exists() or sys.platform != "linux":
+        pytest.skip("this machine has a video device: the no-backend case cannot be staged")
+    clip = write_video(tmp_path / "in.avi", frames=5)
+    code = main(["-i", str(clip), "--virtual-cam", "--no-preview", *FAST])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=livedream" in err
+
+
+# --- the preview window, in a real livedream process on Xvfb -------------------------------------
+
+
+def photo(path: Path) -> np.ndarray:
+    """A bright, smooth, colourful photo: easy to find on screen, clearly changed by a dream."""
+    ys, xs = np.mgrid[0:96, 0:128].astype(np.float32)
+    image = np.dstack(
+        [120 + 100 * np.sin(xs / 9), 150 + 80 * np.cos(ys / 7), 170 + 60 * np.sin((xs + ys) / 11)]
+    ).astype(np.uint8)
+    cv2.imwrite(str(path), image)
+    return image
+
+
+def window_pixels(x_screen: Any, title: str, size: tuple[int, int]) -> np.ndarray | None:
+    """The window's content, resized to ``size`` (w, h), or None while it is not mapped."""
+    window = x_screen.find_window(title)
+    if window is None:
+        return None
+    root = x_screen._d().screen().root
+    geometry = window.get_geometry()
+    origin = root.translate_coords(window, 0, 0)
+    screen = x_screen.grab()
+    x, y = max(0, origin.x), max(0, origin.y)
+    crop = screen[y : y + geometry.height, x : x + geometry.width]
+    if crop.size == 0:
+        return None
+    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+def wait_for(condition: Any, timeout: float = 60.0) -> Any:
+    """Polls ``condition()`` until it returns something other than None or False."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value is not None and value is not False:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def shown_when(x_screen: Any, size: tuple[int, int], check: Any) -> Any:
+    """A condition for ``wait_for``: the window's pixels once ``check(pixels)`` holds."""
+
+    def condition() -> np.ndarray | None:
+        pixels = window_pixels(x_screen, "livedream", size)
+        return pixels if pixels is not None and check(pixels) else None
+
+    return condition
+
+
+class Livedream:
+    """A real ``livedream`` process with its stderr collected by a thread."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "livedream", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.err = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err += line
+
+    def wait(self, timeout: float = 20.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_preview_shows_the_dream_and_the_keys_do_what_they_say(
+    x_screen: Any, tmp_path: Path
+) -> None:
+    assert has_display()
+    image = photo(tmp_path / "photo.png")
+    size = (image.shape[1], image.shape[0])
+    run = Livedream(
+        ["-i", "photo.png", "--preview", "--fps", "10", *FAST, "--step-size", "0.06"], tmp_path
+    )
+    try:
+        # The dreamed photo shows: bright like the photo (not the dark loading frame), but changed.
+        shown = wait_for(
+            lambda: (
+                (p := window_pixels(x_screen, "livedream", size)) is not None
+                and p.mean() > 100
+                and difference(p, image) > 8
+                and p
+            )
+        )
+        dreamed = difference(shown, image)
+        press = x_screen.press_key
+        press("space", window_title="livedream")  # dream off: the plain photo shows
+        wait_for(lambda: "dream off" in run.err, 10)
+        plain = wait_for(
+            lambda: (
+                (p := window_pixels(x_screen, "livedream", size)) is not None
+                and difference(p, image) < dreamed / 2
+                and p
+            ),
+            10,
+        )
+        assert difference(plain, image) < dreamed / 2
+        keys = {
+            "space": "dream on",
+            "equal": "strength 0.0750",
+            "minus": "strength 0.0600",
+            "bracketright": "steps 3",
+            "bracketleft": "steps 2",
+            "l": "layers ",
+            "f": "flow carry off",
+            "r": "dream reset",
+            "m": "mirror on",
+            "h": "overlay on",
+            "s": "saved livedream-",
+        }
+        for key, note in keys.items():
+            press(key, window_title="livedream")
+            wait_for(lambda note=note: note in run.err, 10)
+        press("q", window_title="livedream")
+        assert run.wait() == 0
+    finally:
+        run.kill()
+    shots = list(tmp_path.glob("livedream-*.png"))
+    assert len(shots) == 1
+    assert cv2.imread(str(shots[0])).shape == image.shape
+
+
+def test_closing_the_preview_window_quits(x_screen: Any, tmp_path: Path) -> None:
+    photo(tmp_path / "photo.png")
+    run = Livedream(["-i", "photo.png", "--preview", *FAST], tmp_path)
+    try:
+        wait_for(lambda: x_screen.find_window("livedream") is not None)
+        time.sleep(0.5)
+        x_screen.close_window("livedream")
+        assert run.wait() == 0
+    finally:
+        run.kill()
