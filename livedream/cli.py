@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from livedream import __version__
 from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig, RunConfig
@@ -43,6 +44,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
 DEMO_OUTPUT = Path("dream.mp4")
+VCAM_BACKEND_ENV = "LIVEDREAM_VCAM_BACKEND"  # a pyvirtualcam backend name, e.g. obs
 STEP_SIZE_FACTOR = 1.25  # one +/- key press: a quarter stronger or weaker
 MAX_STEPS = 20
 KEYS_HELP = (
@@ -327,7 +329,14 @@ def import_tensorflow(verbose: bool) -> None:
 
 
 def setup_logging(console: Console, verbose: bool) -> None:
-    handler = RichHandler(console=console, show_time=False, show_path=verbose, markup=False)
+    """Logs to ``console``: Rich in a terminal; plain unwrapped lines in a pipe or a log file,
+    so that each message stays one line that a script can grep."""
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_time=False, show_path=verbose, markup=False)
+    else:
+        handler = logging.StreamHandler(console.file)
+        handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -336,19 +345,40 @@ def setup_logging(console: Console, verbose: bool) -> None:
 
 # -- Ctrl-C and SIGTERM -----------------------------------------------------------------------
 class Interrupts:
-    """First Ctrl-C or SIGTERM: a clean stop (outputs finalized). A second Ctrl-C: exit now."""
+    """First Ctrl-C or SIGTERM: a clean stop (outputs finalized). A second Ctrl-C: exit now.
 
-    def __init__(self, on_stop: Callable[[], None]) -> None:
+    Until ``defer()`` (while nothing needs finalizing: checking the request, opening the input,
+    importing TensorFlow) the first signal raises ``KeyboardInterrupt`` in the main thread, so
+    even a SIGTERM ends a slow start at once. From ``defer()`` on it only sets ``requested`` and
+    calls ``on_stop``: the run winds down itself and no exception can cut the finalizing of a
+    file short. Handlers are installed from the main thread only (in-process callers elsewhere
+    keep their own).
+    """
+
+    def __init__(self, on_stop: Callable[[], None] | None = None, *, restore: bool = True) -> None:
         self.requested = threading.Event()
-        self._on_stop = on_stop
+        self.on_stop = on_stop
+        self._deferred = on_stop is not None
+        self._restore = restore  # False: keep the handlers up to the process's exit
         self._previous: dict[int, Any] = {}
 
+    def defer(self, on_stop: Callable[[], None] | None = None) -> None:
+        """From now on a signal asks for a clean stop (``on_stop``) instead of raising."""
+        if on_stop is not None:
+            self.on_stop = on_stop
+        self._deferred = True
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested.is_set() and signum == signal.SIGINT:
-            os.write(2, b"\nforced exit: outputs of this run may be incomplete\n")
-            os._exit(EXIT_INTERRUPTED)
+        if self.requested.is_set():
+            if signum == signal.SIGINT:
+                os.write(2, b"\nforced exit: outputs of this run may be incomplete\n")
+                os._exit(EXIT_INTERRUPTED)
+            return  # a repeated SIGTERM: the clean stop is already under way
         self.requested.set()
-        self._on_stop()
+        if not self._deferred:
+            raise KeyboardInterrupt
+        if self.on_stop is not None:
+            self.on_stop()
 
     def __enter__(self) -> Interrupts:
         if threading.current_thread() is threading.main_thread():
@@ -357,9 +387,70 @@ class Interrupts:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+        self._deferred = True  # nothing may raise out of the handler any more
+        if self._restore:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
         self._previous.clear()
+
+
+# -- checks at the door -------------------------------------------------------------------------
+def check_request(config: RunConfig) -> None:
+    """Checks what can be checked before a camera, a file or TensorFlow is opened.
+
+    The model and its layers, a ``--weights`` file, the ``--output`` path (folder, rights, an
+    existing file) and an explicit ``--preview``: each fails here in one line, in well under a
+    second, instead of after the model has loaded.
+
+    Raises:
+        LayerError, WeightsError, SinkError, DisplayError: with a one-line reason.
+    """
+    from livedream.models import _check_weights_file, check_layers, get_spec
+    from livedream.sinks import check_display, check_output_path
+
+    check_layers(get_spec(config.dream.model), config.dream.layers)
+    if config.dream.weights is not None:
+        # The same check load_model() makes in the dream thread, made early.
+        _check_weights_file(config.dream.weights)
+    if config.output is not None:
+        check_output_path(config.output, overwrite=config.overwrite)
+    if config.preview:
+        check_display()
+
+
+def check_source(config: RunConfig, source: Source) -> bool:
+    """Checks that the outputs fit the opened ``source``; returns whether to show the preview.
+
+    Raises:
+        UsageError: an image output for a video, a video from a photo without --max-frames,
+            or nothing at all to show the dream on.
+    """
+    from livedream.sinks import has_display
+    from livedream.sources import ImageSource
+
+    still = isinstance(source, ImageSource)
+    if _is_image_path(config.output):
+        if not still:
+            raise SinkError(
+                f"--output {config.output} is an image but the input is a video; "
+                "give a video file (.mp4 .avi .mkv .mov)"
+            )
+        return False
+    records = config.output is not None
+    if still and records and config.max_frames is None:
+        raise UsageError(
+            f"{source.name} is a photo: a video from it needs --max-frames N "
+            "(or give an image --output for the octave dream)"
+        )
+    preview = config.preview
+    if preview is None:
+        preview = has_display() and not records and config.virtual_cam is None
+    if not preview and not records and config.virtual_cam is None:
+        raise UsageError(
+            "nothing to show the dream on: no display for a preview window here; "
+            "give --output FILE or --virtual-cam, or run where a display exists"
+        )
+    return preview
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -400,6 +491,8 @@ def _open_sinks(
                 height=source.height,
                 fps=source.fps or 30.0,
                 device=config.virtual_cam or None,
+                # Advanced and for tests: one pyvirtualcam backend instead of trying each.
+                backend=os.environ.get(VCAM_BACKEND_ENV) or None,
             )
             sinks.append(vcam)
     except BaseException:
@@ -504,8 +597,14 @@ def _info(config: RunConfig, source: Source, dreamer: Dreamer | None) -> dict[st
     return info
 
 
-def run_still(config: RunConfig, source: Source, console: Console) -> int:
-    """A photo to an image file: octaves, the classic look."""
+def run_still(
+    config: RunConfig, source: Source, console: Console, interrupts: Interrupts | None = None
+) -> int:
+    """A photo to an image file: octaves, the classic look.
+
+    Ctrl-C while dreaming stops at once and writes nothing; once the picture is dreamed it is
+    saved whatever comes.
+    """
     from livedream.dream import dream_image
     from livedream.sources import ImageSource
 
@@ -514,11 +613,15 @@ def run_still(config: RunConfig, source: Source, console: Console) -> int:
     with console.status("dreaming the photo in octaves..."):
         try:
             image = dream_image(source.image, config.dream)
+            if interrupts is not None:
+                interrupts.defer()
             for sink in sinks:
                 sink.write(image)
         finally:
             for sink in sinks:
                 sink.close()
+    if interrupts is not None and interrupts.requested.is_set():
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 
@@ -532,8 +635,8 @@ class StreamRun:
     def __init__(self, config: RunConfig, source: Source, console: Console) -> None:
         from livedream.models import get_spec
         from livedream.pipeline import Controls, Pipeline
-        from livedream.sinks import PreviewWindow, VideoFileSink, has_display
-        from livedream.sources import ImageSource, WebcamSource
+        from livedream.sinks import PreviewWindow, VideoFileSink
+        from livedream.sources import WebcamSource
 
         self.config = config
         self.source = source
@@ -542,19 +645,8 @@ class StreamRun:
         records = config.output is not None
         # A file rendered to a file loses nothing; everything else drops frames to stay live.
         self.live = not (is_file and records)
-        if isinstance(source, ImageSource) and records and config.max_frames is None:
-            raise UsageError(
-                f"{source.name} is a photo: a video from it needs --max-frames N "
-                "(or give an image --output for the octave dream)"
-            )
-        preview = config.preview
-        if preview is None:
-            preview = has_display() and not records and config.virtual_cam is None
-        if not preview and not records and config.virtual_cam is None:
-            raise UsageError(
-                "nothing to show the dream on: no display for a preview window here; "
-                "give --output FILE or --virtual-cam, or run where a display exists"
-            )
+        preview = check_source(config, source)
+        self.vcam_error = ""  # why the virtual camera stopped mid-run, if it did
         self.window: PreviewWindow | None = PreviewWindow("livedream") if preview else None
         try:
             self.sinks, self.vcam = _open_sinks(config, source, still=False)
@@ -606,13 +698,15 @@ class StreamRun:
                 sink.write(frame.image)
         vcam = self.vcam
         if vcam is not None and vcam.failed:
-            log.warning("virtual camera stopped: %s; preview and recording go on", vcam.error)
+            # The sink has warned already; the run goes on and ends with exit code 1.
+            self.vcam_error = vcam.error
             self.sinks.remove(vcam)
             vcam.close()
             self.vcam = None
             if self.window is None and not self.sinks:
                 raise VirtualCameraError(
-                    f"the virtual camera failed ({vcam.error}) and nothing else shows the dream"
+                    f"{vcam.error}, and nothing else shows the dream; check the virtual camera "
+                    "(is another app holding it? was the loopback driver unloaded?) and start again"
                 )
 
     def _show(self, frame: TimedFrame) -> bool:
@@ -635,35 +729,61 @@ class StreamRun:
                 log.info("%s", note)
         return not self.keys.quit and self.window.is_open()
 
-    def run(self) -> int:
-        """Runs until the input ends, the user quits, an error or an interrupt; returns the code."""
+    def run(self, interrupts: Interrupts | None = None) -> int:
+        """Runs until the input ends, the user quits, an error or an interrupt; returns the code.
+
+        Whatever ends the run, every frame already dreamed reaches the outputs and the files
+        are finalized before this returns or raises.
+
+        Raises:
+            LivedreamError: the input was lost or the dream failed (outputs finalized first).
+        """
+        if interrupts is None:
+            with Interrupts() as own:
+                return self.run(own)
         from livedream.ui import StatusDisplay
 
         pipeline = self.pipeline
-        interrupted = False
         display = StatusDisplay(self.console, total=self.total, info=self.info)
-        with Interrupts(pipeline.done.set) as interrupts:
-            try:
+        interrupts.defer(pipeline.done.set)
+        try:
+            if not interrupts.requested.is_set():
                 pipeline.start()
                 self._wait_for_model(interrupts.requested)
                 self.info.update(_info(self.config, self.source, pipeline.dreamer))
                 with display:
                     self._loop(display)
-                if pipeline.error is not None:
-                    raise pipeline.error
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                pipeline.stop()
-                for sink in self.sinks:
-                    sink.close()
-                if self.window is not None:
-                    self.window.close()
-            interrupted = interrupted or interrupts.requested.is_set()
+        finally:
+            self._close()
         self._report()
-        if interrupted:
+        if interrupts.requested.is_set():
             return EXIT_INTERRUPTED
-        return EXIT_ERROR if getattr(self.source, "damaged", False) else EXIT_OK
+        if pipeline.error is not None:
+            raise pipeline.error
+        if getattr(self.source, "damaged", False):
+            _print_error(self.console, getattr(self.source, "damage_message", "input damaged"))
+            return EXIT_ERROR
+        if self.vcam_error:
+            _print_error(
+                self.console,
+                f"{self.vcam_error}; the other outputs went on to the end",
+            )
+            return EXIT_ERROR
+        return EXIT_OK
+
+    def _close(self) -> None:
+        """Stops the threads and finalizes every output; the first close error wins."""
+        error: BaseException | None = None
+        self.pipeline.stop()
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # finalize the others before reporting it
+                error = error or exc
+        if self.window is not None:
+            self.window.close()
+        if error is not None:
+            raise error
 
     def _wait_for_model(self, interrupted: threading.Event) -> None:
         waiting = _waiting_frame(self.source.width, self.source.height)
@@ -699,8 +819,6 @@ class StreamRun:
 
     def _report(self) -> None:
         stats = self.stats
-        if getattr(self.source, "damaged", False):
-            log.error("%s", getattr(self.source, "damage_message", "the input was damaged"))
         log.info(
             "%d frames out, %d dropped to stay live, latency p50 %.0f ms, p95 %.0f ms",
             stats.output,
@@ -741,8 +859,30 @@ def list_cameras_command(console: Console) -> int:
     return EXIT_OK
 
 
+def _print_error(console: Console, message: str) -> None:
+    """One ``error: ...`` line on stderr, never wrapped (a script may grep it)."""
+    text = " ".join(message.split())  # a message from a library may hold newlines
+    console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _unexpected(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    what = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+    return (
+        f"unexpected {what}; run again with --verbose for the details, and please report it "
+        "with them"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; returns the exit code (0 done, 1 error, 2 bad usage, 130 interrupted)."""
+    """Runs the CLI; returns the exit code (0 done, 1 error, 2 bad usage, 130 interrupted).
+
+    Called with no ``argv`` it is the command itself (``livedream``, ``python -m livedream``):
+    its signal handlers then stay up to the end (a late second Ctrl-C still forces the exit),
+    and an interrupted run, or one whose dream thread is still inside a long TensorFlow call,
+    ends the process at once, once every output is finalized, instead of waiting for that call
+    and TensorFlow's teardown at interpreter exit.
+    """
     try:
         config, args = parse_args(argv)
     except SystemExit as exc:  # --help, --version and bad usage exit from argparse
@@ -750,24 +890,79 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     quiet_libraries(config.verbose)
     setup_logging(console, config.verbose)
+    command = argv is None
+    with Interrupts(restore=not command) as interrupts:
+        try:
+            code = _main(config, args, console, interrupts)
+        except KeyboardInterrupt:  # raised into one of _main's own handlers
+            code = EXIT_INTERRUPTED
+    if command:
+        _exit_if_stuck(code, interrupted=code == EXIT_INTERRUPTED)
+    return code
+
+
+def _main(
+    config: RunConfig, args: argparse.Namespace, console: Console, interrupts: Interrupts
+) -> int:
     try:
         if args.list_cameras:
             return list_cameras_command(Console())
-        return _run(config, console)
+        return _run(config, console, interrupts)
     except LivedreamError as exc:
-        console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        _print_error(console, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except MemoryError:
+        _print_error(
+            console,
+            "out of memory: try a smaller --dream-size (e.g. 320x240), fewer --layers or a "
+            "smaller input",
+        )
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: one line, the traceback with --verbose
+        if config.verbose:
+            console.print_exception()
+        _print_error(console, _unexpected(exc))
+        return EXIT_ERROR
+    finally:
+        interrupts.defer()  # from here on a signal cannot raise into the reporting
 
 
-def _run(config: RunConfig, console: Console) -> int:
+def _exit_if_stuck(code: int, *, interrupted: bool) -> None:
+    """Ends the process now when interrupted or a pipeline thread is still busy (in TensorFlow).
+
+    Such a daemon thread touches no output, and everything was finalized and reported;
+    leaving it to interpreter exit could wait for its TensorFlow call (seconds at a large
+    dream size) or crash in TensorFlow's teardown, losing the exit code.
+    """
+    stuck = [t.name for t in threading.enumerate() if t.name.startswith("livedream-") and t.daemon]
+    if not stuck and not interrupted:
+        return
+    log.debug("exiting now; still busy: %s", ", ".join(stuck) or "nothing")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
     from livedream.sources import ImageSource, open_source
 
+    check_request(config)
     source = open_source(config.input, width=config.width, height=config.height, fps=config.fps)
     with source:
-        console.print(f"starting TensorFlow for {source.name}...", highlight=False)
+        still = isinstance(source, ImageSource) and _is_image_path(config.output)
+        check_source(config, source)
+        console.print(
+            f"starting TensorFlow for {source.name}...",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         import_tensorflow(config.verbose)
-        if isinstance(source, ImageSource) and _is_image_path(config.output):
-            return run_still(config, source, console)
-        return StreamRun(config, source, console).run()
+        if still:
+            return run_still(config, source, console, interrupts)
+        # From the first output file on, a signal asks for a clean stop instead of raising.
+        interrupts.defer()
+        return StreamRun(config, source, console).run(interrupts)

@@ -7,6 +7,11 @@ dreamed frames with ``next_frame()`` and hands them to its sinks.
 
 Live sources drop old frames (newest wins, counted) so lag never builds up; a file rendered to a
 file blocks instead, so no frame is lost. ``None`` marks the end of a stream on every queue.
+
+Failures: a source that fails mid-run (a webcam unplugged) ends the stream like its end would,
+so every frame already captured is still dreamed and delivered; the error waits in ``error``
+for the caller. A dream that fails stops everything at once. Neither logs a traceback: the
+caller reports ``error`` in one line.
 """
 
 from __future__ import annotations
@@ -22,12 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from livedream.dream import Dreamer
-from livedream.errors import LivedreamError
+from livedream.errors import AcceleratorMemoryError
 from livedream.sources import Source
 
 log = logging.getLogger(__name__)
 
-JOIN_TIMEOUT = 1.0  # seconds each thread gets to stop: the whole shutdown stays under 2 s
+JOIN_TIMEOUT = 1.0  # seconds all threads together get to stop: shutdown stays under 2 s
 POLL = 0.05  # seconds a blocked thread waits before looking at its stop event again
 
 
@@ -132,9 +137,10 @@ def _put(
 ) -> bool:
     """Puts ``item``; returns False when the pipeline stopped first.
 
-    newest_wins: drop what waits in the queue (counting it) instead of waiting for room.
+    newest_wins: drop what waits in the queue (counting it) instead of waiting for room. The
+    end marker (``None``) always waits for room instead: it must not push out the last frame.
     """
-    if newest_wins:
+    if newest_wins and item is not None:
         while True:
             try:
                 q.put_nowait(item)
@@ -197,6 +203,8 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._ended = False
         self._lock = threading.Lock()
+        self._capture_running = False  # under _lock: the capture thread may be inside read()
+        self._capture_closes_source = False  # under _lock: stop() left the close to it
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Pipeline:
@@ -204,24 +212,41 @@ class Pipeline:
         with self._lock:
             if self._threads:
                 return self
+            # Daemons: a thread stuck in a TensorFlow call or a camera read never blocks exit.
             self._threads = [
                 threading.Thread(target=self._dream_loop, name="livedream-dream", daemon=True),
                 threading.Thread(target=self._capture_loop, name="livedream-capture", daemon=True),
             ]
-            for thread in self._threads:
-                thread.start()
+            self._capture_running = True
+            try:
+                for thread in self._threads:
+                    thread.start()
+            except BaseException:
+                self.done.set()
+                self._capture_running = self._threads[-1].is_alive()
+                raise
         return self
 
-    def stop(self) -> None:
-        """Stops every thread within about a second each and closes the source. Idempotent."""
+    def stop(self, timeout: float = JOIN_TIMEOUT) -> None:
+        """Stops every thread and closes the source, within ``timeout`` seconds. Idempotent.
+
+        A thread still busy after that (the dream inside one long TensorFlow call, a camera
+        read that blocks) is left behind as a daemon: it ends on its own, touches no sink, and
+        the capture thread then closes the source itself. ``alive_threads()`` lists them.
+        """
         self.done.set()
         for q in (self._captured, self._dreamed):
             self._drain(q)
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(JOIN_TIMEOUT)
+                thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                log.debug("%s still busy after %.1f s; left as a daemon", thread.name, JOIN_TIMEOUT)
+                log.debug("%s still busy after %.1f s; left as a daemon", thread.name, timeout)
+        with self._lock:
+            if self._capture_running:
+                self._capture_closes_source = True  # a read blocks: close when it returns
+                return
         self.source.close()
 
     def alive_threads(self) -> list[threading.Thread]:
@@ -242,12 +267,14 @@ class Pipeline:
             except queue.Empty:
                 return
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail(self, exc: BaseException, *, stop: bool = True) -> None:
+        """Keeps the first failure for the caller; ``stop``: wind every thread down now."""
         if self.error is None:
             self.error = exc
-        if not isinstance(exc, LivedreamError):
-            log.exception("%s failed", threading.current_thread().name, exc_info=exc)
-        self.done.set()
+        # The caller turns the error into one line; the traceback is for --verbose only.
+        log.debug("%s failed", threading.current_thread().name, exc_info=exc)
+        if stop:
+            self.done.set()
 
     # -- consumer side (the caller's thread) -----------------------------------------------
     def next_frame(self, timeout: float = POLL) -> TimedFrame | None:
@@ -315,9 +342,16 @@ class Pipeline:
                     return
                 index += 1
         except BaseException as exc:  # handed to the caller, never lost
-            self._fail(exc)
+            # The input is gone, not the dream: end the stream so every frame already
+            # captured is still dreamed and delivered.
+            self._fail(exc, stop=False)
         finally:
             _put(self._captured, None, newest_wins=self.live, stop=stop, stats=stats)
+            with self._lock:
+                self._capture_running = False
+                close = self._capture_closes_source
+            if close:
+                self.source.close()
 
     def _dream_loop(self) -> None:
         stats, stop = self.stats, self.done
@@ -342,7 +376,14 @@ class Pipeline:
                     break
                 self.controls.apply(dreamer)
                 started = time.perf_counter()
-                item.image = dreamer(item.image)
+                try:
+                    item.image = dreamer(item.image)
+                except MemoryError:  # host memory: the accelerator of a CPU run
+                    w, h = dreamer.config.size_for(item.image.shape[1], item.image.shape[0])
+                    raise AcceleratorMemoryError(
+                        f"out of memory dreaming at {w}x{h}: "
+                        "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
+                    ) from None
                 stats.dream_seconds.append(time.perf_counter() - started)
                 stats.dreamed += 1
                 stats.dream_fps.tick()

@@ -17,6 +17,7 @@ import platform
 import re
 import socket
 import sys
+import tempfile
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -143,6 +144,37 @@ def _check_target(path: Path, *, overwrite: bool, extensions: tuple[str, ...], k
             f"cannot write {path}: the file already exists; pass --overwrite to replace it "
             "or choose another name"
         )
+    _probe_folder(path)
+
+
+def _probe_folder(path: Path) -> None:
+    """Creates and removes a hidden file beside ``path``: the only sure test of writing there.
+
+    ``os.access`` says yes to root on a read-only file system, a full disk or a quota.
+    """
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    except OSError as e:
+        raise SinkError(
+            f"cannot write {path}: creating a file in {path.parent} failed ({e.strerror}); "
+            "choose another folder"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_path(path: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Checks that a video or image file can be created at ``path``, before any work starts.
+
+    Raises:
+        SinkError: an unknown extension, a missing or read-only folder, or an existing file
+            without ``overwrite``, with a one-line reason.
+    """
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        _check_target(path, overwrite=overwrite, extensions=IMAGE_EXTENSIONS, kind="image")
+    else:
+        _check_target(path, overwrite=overwrite, extensions=tuple(VIDEO_FOURCCS), kind="video")
 
 
 def _temp_path(path: Path) -> Path:
@@ -554,6 +586,13 @@ def _no_display_reason() -> str | None:
 def has_display() -> bool:
     """True when a preview window can be opened here (without opening one)."""
     return _no_display_reason() is None
+
+
+def check_display() -> None:
+    """Raises ``DisplayError`` (pointing to the other outputs) when no window can be shown."""
+    reason = _no_display_reason()
+    if reason is not None:
+        raise _display_error(reason)
 
 
 def _display_error(reason: str) -> DisplayError:

@@ -63,6 +63,9 @@ class Source(ABC):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._closed = False
+        # Set by close() before it waits for the lock, so a read that polls a slow device
+        # (a camera going away) gives up at once instead of holding close() up.
+        self._closing = threading.Event()
 
     @property
     @abstractmethod
@@ -111,7 +114,11 @@ class Source(ABC):
             return self._read()
 
     def close(self) -> None:
-        """Release the device or file. Safe to call twice and from any thread."""
+        """Release the device or file. Safe to call twice and from any thread.
+
+        A ``read()`` in progress in another thread ends early (returning ``None``) first.
+        """
+        self._closing.set()
         with self._lock:
             if self._closed:
                 return
@@ -232,7 +239,10 @@ class WebcamSource(Source):
 
     On Linux it asks for MJPG before the size, since most USB cameras deliver 720p at 30 fps
     only compressed, and for a one-frame buffer so each read is the newest picture.
-    ``read()`` blocks until the camera delivers and raises ``SourceLostError`` when it stops.
+    ``read()`` blocks until the camera delivers and raises ``SourceLostError`` when it stops
+    for ``lost_after`` seconds. ``api`` picks the OpenCV capture backend (``cv2.CAP_V4L2`` on
+    Linux, ``cv2.CAP_ANY`` elsewhere); any stream OpenCV opens as a capture works, which is
+    how the tests play a camera that goes away: a video file through ``cv2.CAP_FFMPEG``.
     """
 
     def __init__(
@@ -243,13 +253,14 @@ class WebcamSource(Source):
         height: int | None = None,
         fps: float | None = None,
         lost_after: float = WEBCAM_LOST_AFTER_S,
+        api: int | None = None,
     ) -> None:
         super().__init__()
         self._device = device
         self._name = f"webcam {device}"
         self._lost_after = lost_after
         with _quiet_opencv():
-            cap = cv2.VideoCapture(device, _webcam_api())
+            cap = cv2.VideoCapture(device, _webcam_api() if api is None else api)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open {self._name}: {self._why_not_open()}")
@@ -333,7 +344,9 @@ class WebcamSource(Source):
             failures += 1
             if time.monotonic() >= deadline:
                 return None
-            time.sleep(0.01)  # a failing read often returns at once; do not spin
+            # A failing read often returns at once: do not spin, and stop waiting on close().
+            if self._closing.wait(0.01):
+                return None
 
     @property
     def width(self) -> int:
@@ -364,6 +377,8 @@ class WebcamSource(Source):
             first, self._pending = self._pending, None
             return first
         frame = self._read_or_none()
+        if frame is None and self._closing.is_set():
+            return None  # closed while waiting: the end of the stream, not a lost camera
         if frame is None:
             raise SourceLostError(
                 f"{self._name} stopped delivering frames (unplugged?) for {self._lost_after:g} s; "

@@ -1,0 +1,225 @@
+"""Soak run: the live pipeline on a paced synthetic camera for many frames; memory and threads.
+
+    python scripts/soak.py                                # 10,000 frames at 30 fps (~6 min)
+    python scripts/soak.py --frames 600 --dream-size 160x120 --layers block3_conv3
+
+The synthetic camera (``SyntheticSource``) delivers ``--frames`` frames at ``--fps``; the live
+pipeline dreams the newest one whenever the dream is free (the rest are dropped, as with a real
+webcam), with the preview off and dreamed frames going into a ``NullSink``. So the run lasts
+about frames / fps seconds of wall time whatever the dream's speed.
+
+Reported: resident memory (VmRSS) after the warm-up, at the middle and at the end of the
+stream, its growth over the second half, Python threads before ``start()`` and after
+``stop()``, and frames captured, dreamed, dropped and delivered. Exit code 1 when memory grew
+by ``--max-growth`` percent (2) or more over the second half, or a thread outlived the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+WARMUP_FRAMES = 300  # ~10 s at 30 fps: the model is built, traced and its buffers allocated
+STOP_TIMEOUT = 30.0  # seconds stop() may wait for a dream call in flight: a leak, not a slow call
+
+
+@dataclass
+class Figures:
+    """What one soak run measured. Memory in MiB."""
+
+    frames: int
+    fps: float
+    dream_size: str
+    seconds: float
+    captured: int
+    dreamed: int
+    output: int
+    dropped: int
+    rss_warm: float
+    rss_middle: float
+    rss_end: float
+    growth_second_half_pct: float
+    threads_before: int
+    threads_after: int
+
+    @property
+    def leaked_threads(self) -> int:
+        return self.threads_after - self.threads_before
+
+
+def rss_mib() -> float:
+    """This process's resident memory in MiB, from /proc/self/status (Linux)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0  # the kernel reports kB
+    raise RuntimeError("no VmRSS in /proc/self/status: the soak run needs Linux")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT such as 320x240, got {text!r}"
+        ) from None
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError(f"expected at least 16x16, got {text}")
+    return width, height
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--frames", type=int, default=10_000, help="frames the camera delivers")
+    parser.add_argument("--fps", type=float, default=30.0, help="pace of the synthetic camera")
+    parser.add_argument(
+        "--size", type=_size, default=(640, 480), metavar="WxH", help="camera frame size"
+    )
+    parser.add_argument(
+        "--dream-size",
+        type=_size,
+        default=None,
+        metavar="WxH",
+        help="dream size (default: the CLI's own, 320x240 for a 640x480 camera)",
+    )
+    parser.add_argument("--layers", default="", help="comma-separated layers (default: model's)")
+    parser.add_argument("--precision", default="auto", help="auto, float32, bfloat16, float16")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=WARMUP_FRAMES,
+        help="captured frames before the first memory reading (at most a tenth of --frames)",
+    )
+    parser.add_argument(
+        "--max-growth", type=float, default=2.0, help="percent of growth over the second half"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.frames < 10 or not args.fps > 0:
+        parser.error(f"expected --frames >= 10 and --fps > 0, got {args.frames} and {args.fps}")
+    return args
+
+
+def soak(args: argparse.Namespace) -> Figures:
+    """Runs the pipeline for ``args.frames`` captured frames and measures it."""
+    from livedream.config import DreamConfig
+    from livedream.dream import Dreamer
+    from livedream.pipeline import Pipeline
+    from livedream.sinks import NullSink
+    from livedream.sources import SyntheticSource
+
+    width, height = args.size
+    layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
+    config = DreamConfig(layers=layers, dream_size=args.dream_size, precision=args.precision)
+    dream_w, dream_h = config.size_for(width, height)
+    source = SyntheticSource(width=width, height=height, fps=args.fps, frames=args.frames)
+    sink = NullSink()
+    warmup = max(1, min(args.warmup, args.frames // 10))
+    middle = args.frames // 2
+    rss_warm = rss_middle = 0.0
+
+    threads_before = threading.active_count()
+    started = time.perf_counter()
+    pipeline = Pipeline(source, lambda: Dreamer(config), live=True, pace_fps=args.fps)
+    with sink:
+        pipeline.start()
+        try:
+            stats, last_report = pipeline.stats, time.perf_counter()
+            while not pipeline.ended:
+                frame = pipeline.next_frame(0.05)
+                if frame is not None:
+                    sink.write(frame.image)
+                # Memory is read in this thread between frames, never in the middle of one.
+                if not rss_warm and stats.captured >= warmup and stats.output > 0:
+                    rss_warm = rss_mib()
+                if not rss_middle and stats.captured >= middle:
+                    rss_middle = rss_mib()
+                now = time.perf_counter()
+                if now - last_report >= 30.0:
+                    last_report = now
+                    print(
+                        f"  {now - started:6.0f} s  captured {stats.captured:6d}  "
+                        f"dreamed {stats.dreamed:5d}  dropped {stats.dropped:6d}  "
+                        f"rss {rss_mib():7.1f} MiB",
+                        flush=True,
+                    )
+            rss_end = rss_mib()
+            if pipeline.error is not None:
+                raise pipeline.error
+        finally:
+            pipeline.stop(timeout=STOP_TIMEOUT)
+    seconds = time.perf_counter() - started
+    threads_after = threading.active_count()
+    stats = pipeline.stats
+    growth = (rss_end - rss_middle) / rss_middle * 100.0 if rss_middle else float("nan")
+    return Figures(
+        frames=args.frames,
+        fps=args.fps,
+        dream_size=f"{dream_w}x{dream_h}",
+        seconds=round(seconds, 1),
+        captured=stats.captured,
+        dreamed=stats.dreamed,
+        output=sink.frames_written,
+        dropped=stats.dropped,
+        rss_warm=round(rss_warm, 1),
+        rss_middle=round(rss_middle, 1),
+        rss_end=round(rss_end, 1),
+        growth_second_half_pct=round(growth, 2),
+        threads_before=threads_before,
+        threads_after=threads_after,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from livedream.cli import import_tensorflow, quiet_libraries
+
+    quiet_libraries(verbose=False)
+    import_tensorflow(verbose=False)
+    print(
+        f"soak: {args.frames} frames at {args.fps:g} fps (~{args.frames / args.fps:.0f} s), "
+        f"camera {args.size[0]}x{args.size[1]}",
+        flush=True,
+    )
+    figures = soak(args)
+    print(f"  dream size          {figures.dream_size}")
+    print(f"  wall time           {figures.seconds:.1f} s")
+    print(
+        f"  frames              {figures.captured} captured, {figures.dreamed} dreamed, "
+        f"{figures.output} delivered, {figures.dropped} dropped to stay live"
+    )
+    print(
+        f"  resident memory     {figures.rss_warm:.1f} MiB after warm-up, "
+        f"{figures.rss_middle:.1f} MiB at the middle, {figures.rss_end:.1f} MiB at the end"
+    )
+    print(f"  second-half growth  {figures.growth_second_half_pct:+.2f} %")
+    print(f"  python threads      {figures.threads_before} before, {figures.threads_after} after")
+    if args.json is not None:
+        args.json.write_text(json.dumps({**vars(figures)}, indent=2) + "\n")
+    problems = []
+    if not figures.growth_second_half_pct < args.max_growth:
+        problems.append(
+            f"memory grew {figures.growth_second_half_pct:.2f} % over the second half "
+            f"(limit {args.max_growth:g} %)"
+        )
+    if figures.leaked_threads > 0:
+        problems.append(f"{figures.leaked_threads} thread(s) outlived the stopped pipeline")
+    if figures.captured < figures.frames:
+        problems.append(f"only {figures.captured} of {figures.frames} frames were captured")
+    for problem in problems:
+        print(f"FAIL: {problem}", file=sys.stderr)
+    if not problems:
+        print("PASS")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

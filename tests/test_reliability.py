@@ -1,0 +1,740 @@
+"""Reliability: bad input stopped at the door in one line, devices lost mid-run, interrupted
+renders, no display, memory limits, long runs and files that appear complete or not at all.
+
+Real parts throughout: ``livedream`` subprocesses, videos written with OpenCV, the bundled
+model (vgg16_hed) at tiny dream sizes, the fake pyvirtualcam backend from conftest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+import pytest
+from rich.console import Console
+
+from livedream.cli import StreamRun, main, parse_args
+from livedream.config import DreamConfig
+from livedream.errors import SourceLostError
+from livedream.pipeline import Pipeline
+from livedream.sinks import NullSink, VideoFileSink
+from livedream.sources import SyntheticSource, VideoFileSource, WebcamSource
+
+if TYPE_CHECKING:
+    from conftest import FakeCameraLog
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--dream-size", "64x48", "--layers", "block2_conv2", "--precision", "float32"]
+TINY = DreamConfig(layers=("block2_conv2",), dream_size=(64, 48), precision="float32")
+RENDER_ARGS = ["--dream-size", "128x96", "--layers", "block3_conv3", "--precision", "float32"]
+EXIT_WITHIN = 2.0  # seconds from Ctrl-C or SIGTERM to exit (the issue's promise)
+
+WriteVideo = Callable[..., Path]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def livedream(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120.0, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    """Runs a real ``livedream`` process to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "livedream", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kw,
+    )
+
+
+def one_line(stderr: str) -> str:
+    """The single line of ``stderr``; fails on a traceback or any other line."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{stderr}"
+    return lines[0]
+
+
+def count_frames(path: Path) -> tuple[int, int, int]:
+    """(frames decoded, width, height) of a video file: it plays when this counts frames."""
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), f"{path} does not open as a video"
+    n = 0
+    while capture.read()[0]:
+        n += 1
+    size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    capture.release()
+    return n, size[0], size[1]
+
+
+def hidden_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def write_textured_video(path: Path, *, frames: int, width: int = 320, height: int = 240) -> Path:
+    """Frames of moving noise: big once encoded, so the temporary file grows visibly per frame."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (width, height))
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.roll(base, 3 * i, axis=1))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-frame 160x120 MJPG clip in a folder anyone may read (for the non-root run)."""
+    from conftest import make_numbered_frame
+
+    folder = tmp_path_factory.mktemp("clip")
+    path = folder / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (160, 120))
+    for i in range(40):
+        writer.write(make_numbered_frame(i, 160, 120))
+    writer.release()
+    return path
+
+
+# --- 1. bad input at the door ---------------------------------------------------------------
+
+
+def _bad_inputs(tmp: Path, clip: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """case -> (arguments, what the one line must say)."""
+    (tmp / "random.mp4").write_bytes(bytes(range(256)) * 40)
+    (tmp / "notes.png").write_text("this is not a picture\n" * 14)
+    (tmp / "empty.mp4").write_bytes(b"")
+    (tmp / "a_folder.mp4").mkdir()
+    (tmp / "garbage.h5").write_bytes(b"not hdf5 at all" * 10)
+    (tmp / "a_file").write_text("x")
+    (tmp / "photo.png").write_bytes(cv2.imencode(".png", np.full((48, 64, 3), 90, np.uint8))[1])
+    out = str(tmp / "out.mp4")
+    src = ["-i", str(clip)]
+    return {
+        "missing file": (["-i", str(tmp / "missing.mp4"), "-o", out], ["no such file"]),
+        "random bytes": (["-i", str(tmp / "random.mp4"), "-o", out], ["not a video", "ffmpeg"]),
+        "text as png": (["-i", str(tmp / "notes.png"), "-o", out], ["not an image", "text"]),
+        "empty file": (["-i", str(tmp / "empty.mp4"), "-o", out], ["empty (0 bytes)"]),
+        "directory": (["-i", str(tmp / "a_folder.mp4"), "-o", out], ["is a folder"]),
+        "no such webcam": (["-i", "97", "-o", out], ["webcam 97", "--list-cameras"]),
+        "steps negative": ([*src, "-o", out, "--steps", "-1"], ["--steps", "above 0, got -1"]),
+        "steps zero": ([*src, "-o", out, "--steps", "0"], ["--steps", "above 0, got 0"]),
+        "fps zero": ([*src, "-o", out, "--fps", "0"], ["--fps", "above 0, got 0"]),
+        "fps negative": ([*src, "-o", out, "--fps", "-5"], ["--fps", "above 0, got -5"]),
+        "size 0x0": ([*src, "-o", out, "--dream-size", "0x0"], ["from 16x16", "got 0x0"]),
+        "size text": ([*src, "-o", out, "--dream-size", "big"], ["WIDTHxHEIGHT", "'big'"]),
+        "unknown model": ([*src, "-o", out, "--model", "alexnet"], ["'alexnet'", "vgg16_hed"]),
+        "unknown layer": (
+            [*src, "-o", out, "--layers", "block9_conv9"],
+            ["no layer 'block9_conv9'", "block4_conv3", "--layers"],
+        ),
+        "weights not hdf5": (
+            [*src, "-o", out, "--weights", str(tmp / "garbage.h5")],
+            ["garbage.h5", "not a readable HDF5 file", ".weights.h5"],
+        ),
+        "weights missing": (
+            [*src, "-o", out, "--weights", str(tmp / "nope.h5")],
+            ["nope.h5 not found"],
+        ),
+        "weights folder": (
+            [*src, "-o", out, "--weights", str(tmp / "a_folder.mp4")],
+            ["is a folder"],
+        ),
+        "output folder missing": (
+            [*src, "-o", str(tmp / "no" / "such" / "out.mp4")],
+            ["does not exist", "create it first"],
+        ),
+        "output under a file": (
+            [*src, "-o", str(tmp / "a_file" / "out.mp4")],
+            ["a_file is a file, not a folder"],
+        ),
+        "output unknown format": (
+            [*src, "-o", str(tmp / "out.txt")],
+            ["unknown video format '.txt'", ".mp4"],
+        ),
+        "image output for a video": (
+            [*src, "-o", str(tmp / "out.png")],
+            ["is an image but the input is a video"],
+        ),
+        "video from a photo": (
+            ["-i", str(tmp / "photo.png"), "-o", out],
+            ["is a photo", "--max-frames"],
+        ),
+    }
+
+
+BAD_INPUT_CASES = [
+    "missing file",
+    "random bytes",
+    "text as png",
+    "empty file",
+    "directory",
+    "no such webcam",
+    "steps negative",
+    "steps zero",
+    "fps zero",
+    "fps negative",
+    "size 0x0",
+    "size text",
+    "unknown model",
+    "unknown layer",
+    "weights not hdf5",
+    "weights missing",
+    "weights folder",
+    "output folder missing",
+    "output under a file",
+    "output unknown format",
+    "image output for a video",
+    "video from a photo",
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT_CASES)
+def test_bad_input_is_stopped_at_the_door_in_one_line(
+    case: str, tmp_path: Path, clip: Path
+) -> None:
+    args, expected = _bad_inputs(tmp_path, clip)[case]
+    started = time.monotonic()
+    result = livedream(*args, "--no-preview", timeout=30)
+    line = one_line(result.stderr)
+    assert result.returncode == 2, line
+    assert line.startswith("error: ")
+    for text in expected:
+        assert text in line
+    # Stopped before TensorFlow or a camera: nothing was opened, nothing written.
+    assert time.monotonic() - started < 15
+    assert not (tmp_path / "out.mp4").exists()
+    assert hidden_files(tmp_path) == []
+
+
+def test_output_folder_that_cannot_be_written_is_refused(tmp_path: Path, clip: Path) -> None:
+    # Root may write anywhere, so as root the command runs as user nobody (via setpriv).
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: no folder is unwritable")
+        as_user = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    folder = Path(tempfile.mkdtemp(prefix="livedream-ro-"))  # outside tmp_path: nobody sees it
+    try:
+        folder.chmod(0o555)
+        target = folder / "out.mp4"
+        result = subprocess.run(
+            [*as_user, sys.executable, "-m", "livedream", "-i", str(clip), "-o", str(target)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        line = one_line(result.stderr)
+        assert result.returncode == 2
+        assert (
+            line == f"error: cannot write {target}: folder {folder} is not writable; choose another"
+        )
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+def test_existing_output_is_not_touched_without_overwrite(tmp_path: Path, clip: Path) -> None:
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"my precious video")
+    result = livedream("-i", str(clip), "-o", str(out), *FAST)
+    line = one_line(result.stderr)
+    assert result.returncode == 2
+    assert "already exists; pass --overwrite to replace it" in line
+    assert out.read_bytes() == b"my precious video"
+    assert hidden_files(tmp_path) == []
+
+
+# --- 2. lost devices mid-run --------------------------------------------------------------
+
+
+def test_webcam_that_stops_delivering_is_reported_lost(clip: Path) -> None:
+    # The real WebcamSource over a real OpenCV capture that runs dry: a camera unplugged.
+    source = WebcamSource(str(clip), api=cv2.CAP_FFMPEG, lost_after=0.3)
+    with source:
+        frames = 0
+        started = time.monotonic()
+        with pytest.raises(SourceLostError) as info:
+            while source.read() is not None:
+                frames += 1
+                started = time.monotonic()
+        waited = time.monotonic() - started
+    assert frames == 40
+    assert 0.3 <= waited < 1.5
+    message = str(info.value)
+    assert message == (
+        f"webcam {clip} stopped delivering frames (unplugged?) for 0.3 s; "
+        "reconnect it and start again"
+    )
+
+
+def test_closing_a_webcam_does_not_wait_for_a_failing_read(clip: Path) -> None:
+    source = WebcamSource(str(clip), api=cv2.CAP_FFMPEG, lost_after=5.0)
+    for _ in range(40):
+        assert source.read() is not None
+    # The capture is dry now: a read polls for 5 s. Close from another thread meanwhile.
+    reader_error: list[BaseException] = []
+    results: list[Any] = []
+
+    def read() -> None:
+        try:
+            results.append(source.read())
+        except BaseException as exc:
+            reader_error.append(exc)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    source.close()
+    closed_in = time.monotonic() - started
+    thread.join(2.0)
+    assert not thread.is_alive()
+    assert closed_in < 0.5
+    assert results == [None] and reader_error == []  # the end of the stream, not "lost"
+
+
+def test_lost_webcam_ends_the_run_with_the_recording_finalized(tmp_path: Path, clip: Path) -> None:
+    out = tmp_path / "call.mp4"
+    config, _ = parse_args(["-i", "0", "-o", str(out), "--no-preview", *FAST])
+    source = WebcamSource(str(clip), api=cv2.CAP_FFMPEG, lost_after=0.3)
+    run = StreamRun(config, source, Console(stderr=True, force_terminal=False))
+    with pytest.raises(SourceLostError, match="stopped delivering frames"):
+        run.run()
+    assert run.stats.output > 0
+    frames, width, height = count_frames(out)
+    assert (width, height) == (160, 120)
+    assert frames == run.sinks[0].frames_written > 0  # type: ignore[attr-defined]
+    # The recording plays in real time: the frames dreamed are repeated to fill the gaps.
+    assert frames >= run.stats.output
+    assert hidden_files(tmp_path) == []
+    assert run.pipeline.alive_threads() == []
+
+
+def test_lost_source_still_delivers_every_frame_it_captured(tmp_path: Path, clip: Path) -> None:
+    from livedream.dream import Dreamer
+
+    source = WebcamSource(str(clip), api=cv2.CAP_FFMPEG, lost_after=0.3)
+    out = tmp_path / "kept.avi"
+    delivered = []
+    with (
+        VideoFileSink(out, width=160, height=120, fps=25.0) as sink,
+        Pipeline(source, lambda: Dreamer(TINY), live=True, pace_fps=25.0) as pipeline,
+    ):
+        while not pipeline.ended:
+            frame = pipeline.next_frame(0.05)
+            if frame is not None:
+                sink.write(frame.image)
+                delivered.append(frame.index)
+    assert isinstance(pipeline.error, SourceLostError)
+    stats = pipeline.stats
+    assert stats.captured == 40
+    # The end of the stream never pushes out the last frame: the newest one always arrives.
+    assert delivered[-1] == 39
+    assert len(delivered) == stats.output == stats.captured - stats.dropped
+    assert count_frames(out)[0] == len(delivered)
+
+
+def test_video_damaged_half_way_keeps_every_decoded_frame(
+    tmp_path: Path, write_video: WriteVideo
+) -> None:
+    whole = write_video(tmp_path / "whole.avi", frames=60)
+    cut = tmp_path / "cut.avi"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    decodable = count_frames(cut)[0]
+    assert 0 < decodable < 58
+    out = tmp_path / "out.mp4"
+    result = livedream("-i", str(cut), "-o", str(out), *FAST)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"error: {cut}: decoding stopped at frame {decodable} of 60 (file damaged?); "
+        f"the {decodable} frames before it were kept"
+    )
+    assert count_frames(out) == (decodable, 160, 120)
+    assert hidden_files(tmp_path) == []
+
+
+def test_virtual_camera_failing_mid_run_is_reported_and_the_recording_goes_on(
+    tmp_path: Path,
+    clip: Path,
+    fake_vcam: FakeCameraLog,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from conftest import FAKE_BACKEND
+
+    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
+    fake_vcam.fail_after = 3
+    out = tmp_path / "out.mp4"
+    code = main(["-i", str(clip), "-o", str(out), "--virtual-cam", "--no-preview", *FAST])
+    err = capfd.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "error: virtual camera /dev/video-fake stopped: fake device went away; "
+        "the other outputs went on to the end"
+    )
+    assert len(fake_vcam.frames) == 3
+    assert fake_vcam.closed == 1
+    assert count_frames(out) == (40, 160, 120)  # the recording lost nothing
+
+
+def test_virtual_camera_failing_with_nothing_else_to_show_ends_the_run(
+    clip: Path,
+    fake_vcam: FakeCameraLog,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from conftest import FAKE_BACKEND
+
+    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
+    fake_vcam.fail_after = 2
+    code = main(["-i", str(clip), "--virtual-cam", "--no-preview", *FAST])
+    err = capfd.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: virtual camera /dev/video-fake stopped: fake device went away")
+    assert "nothing else shows the dream" in last
+
+
+# --- 3. interrupted renders; 7. nothing written where it should not be -----------------------
+
+
+class Render:
+    """A real ``livedream -i clip -o out`` process, watched through its stderr and its hidden
+    temporary file."""
+
+    def __init__(self, clip: Path, out: Path, args: list[str] = RENDER_ARGS) -> None:
+        self.out = out
+        self.temp = out.with_name(f".{out.name}.partial{out.suffix}")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "livedream", "-i", str(clip), "-o", str(out), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.err = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err += line
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert self.proc.poll() is None, f"livedream ended early:\n{self.err}"
+            assert time.monotonic() < deadline, f"timed out:\n{self.err}"
+            time.sleep(0.01)
+
+    def temp_size(self) -> int:
+        try:
+            return self.temp.stat().st_size
+        except FileNotFoundError:
+            return -1
+
+    def signal(self, signum: int) -> float:
+        """Sends ``signum``; returns the seconds until the process ended."""
+        sent = time.monotonic()
+        self.proc.send_signal(signum)
+        try:
+            self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        took = time.monotonic() - sent
+        self._reader.join(5)
+        return took
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(5)
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 300 frames: the render takes far longer than any test lets it run.
+    return write_textured_video(tmp_path_factory.mktemp("long") / "long.avi", frames=300)
+
+
+@pytest.fixture
+def render(long_clip: Path, tmp_path: Path) -> Iterator[Render]:
+    run = Render(long_clip, tmp_path / "out.mp4")
+    try:
+        yield run
+    finally:
+        run.close()
+
+
+MOMENTS: dict[str, Callable[[Render], bool]] = {
+    # Importing TensorFlow: the input is open, nothing written yet.
+    "start": lambda r: "starting TensorFlow" in r.err,
+    # The output is open (its temporary file exists, empty) and the model loads and compiles.
+    "model load": lambda r: 0 <= r.temp_size() < 1000,
+    # The encoder flushed its first block of frames to the temporary file.
+    "first frames": lambda r: r.temp_size() > 1000,
+    # Several blocks of frames are out.
+    "mid-stream": lambda r: r.temp_size() > 700_000,
+}
+
+
+@pytest.mark.parametrize(
+    ("signum", "moment"),
+    [
+        (signal.SIGINT, "start"),
+        (signal.SIGINT, "model load"),
+        (signal.SIGINT, "first frames"),
+        (signal.SIGINT, "mid-stream"),
+        (signal.SIGTERM, "model load"),
+        (signal.SIGTERM, "mid-stream"),
+    ],
+)
+def test_interrupted_render_exits_130_fast_and_keeps_every_dreamed_frame(
+    render: Render, signum: int, moment: str
+) -> None:
+    render.wait_for(lambda: MOMENTS[moment](render))
+    took = render.signal(signum)
+    err = render.err
+    assert render.proc.returncode == 130, err
+    assert took < EXIT_WITHIN, f"exit took {took:.2f} s"
+    assert "Traceback" not in err
+    folder = render.out.parent
+    assert hidden_files(folder) == []  # no temporary file is left behind
+    if moment in ("start", "model load"):
+        # Nothing was dreamed yet: no file at all, rather than an empty one.
+        assert not render.out.exists()
+        return
+    # Every frame dreamed before the signal is in a playable file under the requested name.
+    written = re.search(r"wrote \S+: (\d+) frames", err)
+    assert written is not None, err
+    frames, width, height = count_frames(render.out)
+    assert frames == int(written.group(1)) > 0
+    assert (width, height) == (320, 240)
+    assert f"{frames} frames out" in err
+    if moment == "mid-stream":
+        assert frames > 10
+
+
+def test_second_ctrl_c_forces_the_exit(long_clip: Path, tmp_path: Path) -> None:
+    # A big dream: each TensorFlow call takes seconds, so the clean stop after the first Ctrl-C
+    # waits its full second for the dream thread, and the second Ctrl-C comes in meanwhile.
+    big = ["--dream-size", "1600x1200", "--layers", "block3_conv3", "--precision", "float32"]
+    render = Render(long_clip, tmp_path / "out.mp4", big)
+    try:
+        render.wait_for(lambda: MOMENTS["model load"](render))
+        time.sleep(0.5)  # the dream thread builds the model or traces its first big call
+        render.proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # as a person presses again
+        took = render.signal(signal.SIGINT)
+    finally:
+        render.close()
+    assert render.proc.returncode == 130
+    assert took < 0.5
+    assert "forced exit: outputs of this run may be incomplete" in render.err
+    assert not render.out.exists()  # at most the hidden temporary file is left
+
+
+def test_crash_mid_render_leaves_nothing_under_the_requested_name(render: Render) -> None:
+    render.wait_for(lambda: MOMENTS["mid-stream"](render))
+    render.signal(signal.SIGKILL)
+    assert render.proc.returncode == -signal.SIGKILL
+    assert not render.out.exists()
+    # What was written is only in the hidden temporary file, which no one takes for the video.
+    assert hidden_files(render.out.parent) == [render.temp.name]
+
+
+def test_demo_replaces_its_own_output_but_not_a_named_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dream.mp4").write_bytes(b"an earlier demo")
+    assert main(["--demo", "--max-frames", "2", *FAST]) == 0
+    assert count_frames(tmp_path / "dream.mp4")[0] == 2
+    (tmp_path / "mine.mp4").write_bytes(b"keep me")
+    capfd.readouterr()
+    assert main(["--demo", "-o", "mine.mp4", "--max-frames", "2", *FAST]) == 2
+    assert "already exists" in one_line(capfd.readouterr().err)
+    assert (tmp_path / "mine.mp4").read_bytes() == b"keep me"
+
+
+# --- 4. no display -----------------------------------------------------------------------------
+
+
+def _without_display() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+
+
+def test_preview_without_a_display_points_to_the_other_outputs(clip: Path) -> None:
+    result = livedream("-i", str(clip), "--preview", env=_without_display())
+    line = one_line(result.stderr)
+    assert result.returncode == 2
+    assert "cannot open a preview window: no display (DISPLAY is not set)" in line
+    for flag in ("--no-preview", "--output", "--virtual-cam"):
+        assert flag in line
+
+
+def test_nothing_to_show_the_dream_on_says_what_to_give(clip: Path) -> None:
+    result = livedream("-i", str(clip), env=_without_display())
+    line = one_line(result.stderr)
+    assert result.returncode == 2
+    assert "nothing to show the dream on" in line
+    assert "--output FILE or --virtual-cam" in line
+
+
+# --- 5. accelerator limits and TensorFlow's chatter ------------------------------------------
+
+
+def _limit_address_space(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+def test_out_of_memory_at_a_huge_dream_size_says_to_dream_smaller(
+    tmp_path: Path, clip: Path
+) -> None:
+    # A real out-of-memory: the process gets a hard address-space limit that the model fits in
+    # (it needs ~2.5 GiB) and a 4096x4096 dream (4 GiB for one activation) does not. oneDNN is
+    # off because TensorFlow's oneDNN kernels crash on a failed allocation instead of raising;
+    # TensorFlow's own kernels raise ResourceExhaustedError, as a GPU out of memory does.
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    out = tmp_path / "out.mp4"
+    result = livedream(
+        "-i",
+        str(clip),
+        "-o",
+        str(out),
+        "--dream-size",
+        "4096x4096",
+        "--layers",
+        "block1_conv2",
+        "--precision",
+        "float32",
+        env=env,
+        preexec_fn=_limit_address_space(6 * 1024**3),
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        "error: out of accelerator memory dreaming at 4096x4096: "
+        "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
+    )
+    assert not out.exists()
+    assert hidden_files(tmp_path) == []
+
+
+CHATTER = re.compile(r"oneDNN|cuda|cuInit|^[IWEF]\d{4} |absl::|tensorflow/", re.MULTILINE)
+
+
+def test_tensorflow_chatter_stays_out_of_the_terminal_unless_verbose(
+    tmp_path: Path, clip: Path
+) -> None:
+    quiet = livedream("-i", str(clip), "-o", str(tmp_path / "a.mp4"), "--max-frames", "3", *FAST)
+    assert quiet.returncode == 0, quiet.stderr
+    assert CHATTER.search(quiet.stderr) is None, quiet.stderr
+    verbose = livedream(
+        "-i", str(clip), "-o", str(tmp_path / "b.mp4"), "--max-frames", "3", "-v", *FAST
+    )
+    assert verbose.returncode == 0, verbose.stderr
+    assert CHATTER.search(verbose.stderr) is not None  # it is there to hide
+
+
+# --- 6. long runs ------------------------------------------------------------------------------
+
+
+def test_no_thread_outlives_a_stopped_pipeline() -> None:
+    from livedream.dream import Dreamer
+
+    before = threading.active_count()
+    source = SyntheticSource(width=160, height=120, fps=60.0, frames=None)
+    sink = NullSink()
+    pipeline = Pipeline(source, lambda: Dreamer(TINY), live=True, pace_fps=60.0)
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sink.frames_written < 20 and time.monotonic() < deadline:
+            frame = pipeline.next_frame(0.05)
+            if frame is not None:
+                sink.write(frame.image)
+        assert threading.active_count() == before + 2  # capture and dream
+    finally:
+        pipeline.stop()
+    assert sink.frames_written >= 20
+    assert pipeline.alive_threads() == []
+    assert threading.active_count() == before
+    assert source.closed
+
+
+def test_pipeline_stop_while_a_file_render_is_in_flight_closes_everything(
+    tmp_path: Path, write_video: WriteVideo
+) -> None:
+    from livedream.dream import Dreamer
+
+    before = threading.active_count()
+    source = VideoFileSource(write_video(tmp_path / "clip.avi", frames=200))
+    with Pipeline(source, lambda: Dreamer(TINY), live=False) as pipeline:
+        deadline = time.monotonic() + 60
+        while pipeline.stats.output < 5 and time.monotonic() < deadline:
+            pipeline.next_frame(0.05)
+        assert not pipeline.ended  # stopped with frames still queued and in flight
+    assert pipeline.stats.output >= 5
+    assert pipeline.alive_threads() == []
+    assert threading.active_count() == before
+    assert source.closed
+
+
+def test_soak_script_runs_a_short_soak(tmp_path: Path) -> None:
+    report = tmp_path / "soak.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "soak.py"),
+            *("--frames", "60", "--fps", "30", "--dream-size", "64x48"),
+            *("--layers", "block2_conv2", "--precision", "float32", "--json", str(report)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout
+    import json
+
+    figures = json.loads(report.read_text())
+    assert figures["captured"] == 60
+    assert figures["threads_after"] == figures["threads_before"]
+    assert figures["output"] == figures["dreamed"] > 0
+    assert figures["rss_warm"] > 0 and figures["rss_end"] > 0
