@@ -724,7 +724,10 @@ class StreamRun:
             note = self.keys.handle(key)
             if self.keys.screenshot:
                 self.keys.screenshot = False
-                log.info("saved %s", _screenshot(frame.image))
+                try:
+                    log.info("saved %s", _screenshot(frame.image))
+                except SinkError as exc:  # a failed screenshot must not end a live session
+                    log.warning("%s", exc)
             elif note:
                 log.info("%s", note)
         return not self.keys.quit and self.window.is_open()

@@ -515,6 +515,7 @@ MOMENTS: dict[str, Callable[[Render], bool]] = {
         (signal.SIGINT, "model load"),
         (signal.SIGINT, "first frames"),
         (signal.SIGINT, "mid-stream"),
+        (signal.SIGTERM, "start"),
         (signal.SIGTERM, "model load"),
         (signal.SIGTERM, "mid-stream"),
     ],
