@@ -70,6 +70,8 @@ LIVE_PACE_FPS = 30.0  # a webcam's rate
 FASTEST_TOLERANCE = 0.05  # auto counts as fastest within 5% of the best measured variant
 # The targets were set for this configuration; other settings still get the table.
 TARGET_CONFIG = ("vgg16_hed", (320, 240), 2)
+# Sections whose numbers are timings of TensorFlow at work (model builds are single-threaded).
+TIMED_SECTIONS = ("pipeline", "ceiling", "baseline", "latency", "flicker", "step timing")
 VARIANT_PRECISIONS = tuple(p for p in PRECISIONS if p != "auto")
 VARIANT_COMPILES = tuple(c for c in COMPILE_MODES if c != "auto")
 
@@ -238,6 +240,12 @@ def machine_info(device: Device) -> dict[str, Any]:
         "opencv": cv2.__version__,
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU seconds this process used so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -604,6 +612,8 @@ def measure_pipeline(settings: Settings) -> tuple[dict[str, Any], DreamStep]:
     assert run.dreamer is not None  # frames came out, so the dreamer was built
     figures = {
         "pipeline_fps": (len(times) - 1 - BURN_IN_FRAMES) / span,
+        # From the median gap between outputs: what the pipeline does when nothing else runs.
+        "pipeline_fps_median": 1.0 / float(np.median(np.diff(times[BURN_IN_FRAMES:]))),
         "frame_ms": 1000.0 * float(np.mean(dream_s)),
         "frame_ms_p50": 1000.0 * float(np.median(dream_s)),
         "pipeline_frames": len(times) - BURN_IN_FRAMES,
@@ -757,6 +767,29 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def noise_warnings(r: dict[str, Any], auto: VariantResult) -> list[str]:
+    """Signs that other jobs shared the machine, which makes the ratios unreliable."""
+    warnings = []
+    if auto.best is not None and auto.median is not None and auto.median > 1.15 * auto.best:
+        warnings.append(
+            f"{auto.name} median {auto.median:.0f} ms/step vs best {auto.best:.0f}: the step "
+            "timings were disturbed"
+        )
+    if r["pipeline_efficiency"] > 1.0:
+        warnings.append(
+            f"pipeline_efficiency {r['pipeline_efficiency']:.2f} > 1: the step table ran under "
+            "more load than the pipeline"
+        )
+    shares = {s["name"]: s["cpu_share"] for s in r["sections"] if s["name"] in TIMED_SECTIONS}
+    top = max(shares.values(), default=0.0)
+    slow = [name for name, share in shares.items() if share < 0.75 * top]
+    if slow:
+        warnings.append(
+            f"these sections got under 3/4 of the best CPU share ({top:.2f}): {', '.join(slow)}"
+        )
+    return warnings
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -868,11 +901,18 @@ def run(settings: Settings, console: Console, log: Console) -> dict[str, Any]:
     r["sections"] = sections
 
     def section(name: str, text: str) -> None:
-        now = time.perf_counter() - started
+        """Starts the section ``name`` ("" ends the last one) and says so on stderr."""
+        now, cpu = time.perf_counter() - started, cpu_seconds()
         if sections:
-            sections[-1]["seconds"] = now - sections[-1]["start_s"]
+            last = sections[-1]
+            last["seconds"] = now - last["start_s"]
+            # Share of the machine's cores this process got: ~1 when alone (TensorFlow keeps
+            # every core busy), lower when other jobs ran beside it.
+            last["cpu_share"] = (cpu - last.pop("_cpu")) / (last["seconds"] * (os.cpu_count() or 1))
         if name:
-            sections.append({"name": name, "start_s": now, "load_avg_1m": os.getloadavg()[0]})
+            sections.append(
+                {"name": name, "start_s": now, "load_avg_1m": os.getloadavg()[0], "_cpu": cpu}
+            )
         log.print(f"[dim]{now:6.1f} s[/]  {text}", highlight=False)
 
     image = cv2.resize(read_frames(settings.clip, 1)[0][0], settings.dream_size).astype(np.float32)
@@ -933,12 +973,15 @@ def run(settings: Settings, console: Console, log: Console) -> dict[str, Any]:
     if (settings.model, settings.dream_size, settings.steps) != TARGET_CONFIG:
         r["targets_note"] = "targets were set for vgg16_hed at 320x240 with 2 steps"
     section("", "done")
+    r["noise"] = noise_warnings(r, auto_result)
 
     console.print(variant_table(results, auto_name, fastest.name, settings.steps))
     console.print(breakdown_table(r["breakdown_ms"], r["frame_ms"]))
     console.print(summary_table(r))
     if "targets_note" in r:
         console.print(f"note: {r['targets_note']}")
+    for warning in r["noise"]:
+        console.print(f"[yellow]noisy:[/] {warning}", highlight=False)
     console.print(
         f"pipeline {r['pipeline_fps']:.2f} fps ({r['frame_ms']:.1f} ms/frame dream), "
         f"baseline {r['baseline_fps']:.2f} fps ({r['baseline_frame_ms']:.1f} ms/frame), "
