@@ -782,10 +782,15 @@ def noise_warnings(r: dict[str, Any], auto: VariantResult) -> list[str]:
         )
     shares = {s["name"]: s["cpu_share"] for s in r["sections"] if s["name"] in TIMED_SECTIONS}
     top = max(shares.values(), default=0.0)
-    slow = [name for name, share in shares.items() if share < 0.75 * top]
+    slow = [name for name, share in shares.items() if share < 0.85 * top]
     if slow:
         warnings.append(
-            f"these sections got under 3/4 of the best CPU share ({top:.2f}): {', '.join(slow)}"
+            f"these sections got under 85% of the best CPU share ({top:.2f}): {', '.join(slow)}"
+        )
+    if r["frame_ms"] > 1.1 * r["frame_ms_p50"]:
+        warnings.append(
+            f"pipeline frame_ms mean {r['frame_ms']:.0f} vs median {r['frame_ms_p50']:.0f}: "
+            "some frames were slowed down"
         )
     return warnings
 
