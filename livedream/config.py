@@ -28,7 +28,7 @@ class DreamConfig:
     steps: int = 2  # per frame: the temporal carry deepens the dream over frames
     step_size: float = 0.012  # ~3 grey levels per step: visible in a second, not a smear
     dream_size: tuple[int, int] | None = None  # (w, h); None = keep aspect, short side below
-    short_side: int = 240  # 320x240 for a 4:3 camera: ~10 fps on a 2-vCPU laptop with AMX
+    short_side: int = 240  # 320x240 for a 4:3 camera: ~5 fps on 2 Zen 4 cores, ~10 with AMX
     blend: float = 0.92  # share of the carried dream kept each frame; 0 = no carry
     flow: bool = True  # warp the carried dream with optical flow (off = carry in place)
     jitter: int = 16  # max random roll in pixels per step, against grid artifacts

@@ -75,8 +75,10 @@ def choose_variant(precision: str, compile_mode: str, device: Device) -> tuple[s
     """Resolves ``auto`` to the fastest (precision, compile mode) for ``device``.
 
     The rule, checked by ``benchmarks/fps.py`` (``auto_is_fastest``): on a CPU, TensorFlow's
-    graph kernels beat XLA, and bfloat16 is ~5x faster than float32 where the CPU has AMX or
-    AVX-512 BF16 (and far slower where it has neither). On a GPU, XLA with float16 tensor cores.
+    graph kernels beat XLA (about 14x here), and bfloat16 beats float32 where the CPU has
+    bfloat16 instructions: about 5x with AMX (Xeon), 2x with AVX-512 BF16 alone (AMD Zen 4),
+    and far slower with neither. float16 on a CPU is emulated (16x slower than bfloat16).
+    On a GPU, XLA with float16 tensor cores.
     """
     if precision not in PRECISIONS:
         raise UsageError(
@@ -213,7 +215,15 @@ class DreamStep:
 
 def build_step(config: DreamConfig, layers: Sequence[str] | None = None) -> DreamStep:
     """Loads the model of ``config`` (at its resolved precision) and wraps it in a step."""
-    precision, compile_mode = choose_variant(config.precision, config.compile, detect_device())
+    device = detect_device()
+    precision, compile_mode = choose_variant(config.precision, config.compile, device)
+    if device.kind == "cpu" and (precision == "float16" or compile_mode == "xla"):
+        log.warning(
+            "--precision %s --compile %s is over 10x slower than --precision auto --compile auto "
+            "on this CPU (see make bench)",
+            precision,
+            compile_mode,
+        )
     model = load_model(
         config.model,
         config.layers if layers is None else layers,
