@@ -328,19 +328,31 @@ def import_tensorflow(verbose: bool) -> None:
         os.close(saved)
 
 
-def setup_logging(console: Console, verbose: bool) -> None:
+def setup_logging(console: Console, verbose: bool) -> Callable[[], None]:
     """Logs to ``console``: Rich in a terminal; plain unwrapped lines in a pipe or a log file,
-    so that each message stays one line that a script can grep."""
+    so that each message stays one line that a script can grep.
+
+    Returns a function that puts the previous logging set-up back (for ``main()`` called
+    in-process, whose console may be gone once it returns).
+    """
     handler: logging.Handler
     if console.is_terminal:
         handler = RichHandler(console=console, show_time=False, show_path=verbose, markup=False)
     else:
         handler = logging.StreamHandler(console.file)
         handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
-    root = logging.getLogger()
+    root, ours = logging.getLogger(), logging.getLogger("livedream")
+    saved = (root.handlers[:], root.level, ours.level)
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    logging.getLogger("livedream").setLevel(logging.DEBUG if verbose else logging.INFO)
+    ours.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+    def restore() -> None:
+        root.handlers[:], level, our_level = saved
+        root.setLevel(level)
+        ours.setLevel(our_level)
+
+    return restore
 
 
 # -- Ctrl-C and SIGTERM -----------------------------------------------------------------------
@@ -692,7 +704,8 @@ class StreamRun:
                 if self.first_capture is None:
                     self.first_capture = frame.captured
                 due = int((frame.captured - self.first_capture) * (self.source.fps or 30.0)) + 1
-                repeats = max(1 if self.written == 0 else 0, due - self.written)
+                # At least once: a camera that delivers in bursts must not cost a dreamed frame.
+                repeats = max(1, due - self.written)
                 self.written += repeats
             for _ in range(repeats):
                 sink.write(frame.image)
@@ -892,7 +905,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     console = Console(stderr=True)
     quiet_libraries(config.verbose)
-    setup_logging(console, config.verbose)
+    restore_logging = setup_logging(console, config.verbose)
     command = argv is None
     with Interrupts(restore=not command) as interrupts:
         try:
@@ -901,6 +914,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = EXIT_INTERRUPTED
     if command:
         _exit_if_stuck(code, interrupted=code == EXIT_INTERRUPTED)
+    else:
+        restore_logging()
     return code
 
 
