@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("livedream")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
 DEMO_OUTPUT = Path("dream.mp4")
 VCAM_BACKEND_ENV = "LIVEDREAM_VCAM_BACKEND"  # a pyvirtualcam backend name, e.g. obs
@@ -59,6 +58,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"error: {message} (see livedream --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to a flag's help unless X is None/False or the help says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def _positive_int(text: str) -> int:
@@ -120,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="livedream",
         description="Real-time DeepDream filter for webcams, video files and photos.",
         epilog=KEYS_HELP + ". Exit codes: 0 done, 1 error, 2 bad usage, 130 interrupted.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     io = parser.add_argument_group("input and output")
     io.add_argument(
@@ -134,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         type=Path,
         default=None,
-        help="write a video file (.mp4 .avi .mkv .mov), or an image for a photo input",
+        help="write a video file (.mp4 .m4v .mov .mkv .avi), or an image (.png .jpg .webp ...) "
+        "for a photo input",
     )
     io.add_argument(
         "--preview",
@@ -209,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="WxH",
         help=f"size the dream runs at (default: short side {defaults.short_side},"
-        " keeping the aspect ratio)",
+        " keeping the aspect ratio); a photo is dreamed at its own size, up to 1280 px",
     )
     dream.add_argument(
         "--blend",
@@ -227,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=defaults.octaves,
         help="scales a photo is dreamed at",
+    )
+    dream.add_argument(
+        "--octave-steps",
+        type=_positive_int,
+        default=defaults.octave_steps,
+        help="gradient steps per octave for a photo (--steps is per video frame)",
     )
     dream.add_argument(
         "--precision",
@@ -262,6 +278,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespac
         blend=args.blend,
         flow=not args.no_flow,
         octaves=args.octaves,
+        octave_steps=args.octave_steps,
         precision=args.precision,
         compile=args.compile,
         seed=args.seed,
@@ -367,10 +384,10 @@ class Interrupts:
     keep their own).
     """
 
-    def __init__(self, on_stop: Callable[[], None] | None = None, *, restore: bool = True) -> None:
+    def __init__(self, *, restore: bool = True) -> None:
         self.requested = threading.Event()
-        self.on_stop = on_stop
-        self._deferred = on_stop is not None
+        self.on_stop: Callable[[], None] | None = None
+        self._deferred = False
         self._restore = restore  # False: keep the handlers up to the process's exit
         self._previous: dict[int, Any] = {}
 
@@ -458,16 +475,23 @@ def check_source(config: RunConfig, source: Source) -> bool:
     if preview is None:
         preview = has_display() and not records and config.virtual_cam is None
     if not preview and not records and config.virtual_cam is None:
+        why = (
+            "the preview is off (--no-preview)"
+            if config.preview is False
+            else ("no display for a preview window here")
+        )
         raise UsageError(
-            "nothing to show the dream on: no display for a preview window here; "
-            "give --output FILE or --virtual-cam, or run where a display exists"
+            f"nothing to show the dream on: {why}; give --output FILE or --virtual-cam"
+            + ("" if config.preview is False else ", or run where a display exists")
         )
     return preview
 
 
 # -- the run ------------------------------------------------------------------------------------
 def _is_image_path(path: Path | None) -> bool:
-    return path is not None and path.suffix.lower() in IMAGE_OUTPUTS
+    from livedream.sources import IMAGE_EXTENSIONS
+
+    return path is not None and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _open_sinks(
@@ -480,12 +504,7 @@ def _open_sinks(
     vcam: VirtualCameraSink | None = None
     try:
         if config.output is not None:
-            if _is_image_path(config.output):
-                if not still:
-                    raise SinkError(
-                        f"--output {config.output} is an image but the input is a video; "
-                        "give a video file (.mp4 .avi .mkv .mov)"
-                    )
+            if _is_image_path(config.output):  # a photo: check_source refused a video
                 sinks.append(ImageFileSink(config.output, overwrite=config.overwrite))
             else:
                 sinks.append(
@@ -527,11 +546,17 @@ class KeyHandler:
     """What the preview's keys do. Main thread."""
 
     def __init__(
-        self, controls: Any, presets: Sequence[tuple[str, ...]], base: DreamConfig
+        self,
+        controls: Any,
+        presets: Sequence[tuple[str, ...]],
+        base: DreamConfig,
+        *,
+        current: tuple[str, ...] = (),
     ) -> None:
         self.controls = controls
         self.presets = list(presets)
-        self.preset = 0
+        # The first `l` press moves on from the layers being dreamed, wherever they sit.
+        self.preset = self.presets.index(current) if current in self.presets else 0
         self.steps = base.steps
         self.step_size = base.step_size
         self.flow = base.flow
@@ -543,7 +568,9 @@ class KeyHandler:
         """Applies ``key``; returns a short note of what changed, or None."""
         c = self.controls
         ch = chr(key) if 0 <= key < 256 else ""
-        if ch in ("q", "Q") or key == 27:
+        from livedream.sinks import KEY_ESC
+
+        if ch in ("q", "Q") or key == KEY_ESC:
             self.quit = True
             return "quit"
         if ch == " ":
@@ -648,15 +675,16 @@ class StreamRun:
         from livedream.models import get_spec
         from livedream.pipeline import Controls, Pipeline
         from livedream.sinks import PreviewWindow, VideoFileSink
-        from livedream.sources import WebcamSource
+        from livedream.sources import ImageSource, WebcamSource
 
         self.config = config
         self.source = source
         self.console = console
         is_file = not source.is_live
         records = config.output is not None
-        # A file rendered to a file loses nothing; everything else drops frames to stay live.
-        self.live = not (is_file and records)
+        # A file (or a photo) rendered to a file loses nothing: the queues block. Everything
+        # else drops frames to stay live.
+        self.live = not ((is_file or isinstance(source, ImageSource)) and records)
         preview = check_source(config, source)
         self.vcam_error = ""  # why the virtual camera stopped mid-run, if it did
         self.window: PreviewWindow | None = PreviewWindow("livedream") if preview else None
@@ -676,10 +704,11 @@ class StreamRun:
         presets = list(get_spec(config.dream.model).presets)
         if config.dream.layers and config.dream.layers not in presets:
             presets.insert(0, config.dream.layers)
-        self.keys = KeyHandler(self.controls, presets, config.dream)
+        current = config.dream.layers or get_spec(config.dream.model).default_layers
+        self.keys = KeyHandler(self.controls, presets, config.dream, current=current)
         self.keys.hud = config.hud
         pace = None if not self.live or isinstance(source, WebcamSource) else source.fps
-        self.total = None if self.live else source.frame_count
+        self.total = None if self.live else (source.frame_count or config.max_frames)
         if self.total is not None and config.max_frames is not None:
             self.total = min(self.total, config.max_frames)
         self.pipeline = Pipeline(
@@ -769,6 +798,10 @@ class StreamRun:
                 self.info.update(_info(self.config, self.source, pipeline.dreamer))
                 with display:
                     self._loop(display)
+                    pipeline.stop()  # the threads end; what they already dreamed stays queued
+                    while (frame := pipeline.next_frame(0)) is not None:
+                        self._deliver(frame)
+                    display.close(self.stats)  # the last state: a finished bar reads 100%
         finally:
             self._close()
         self._report()
@@ -812,9 +845,7 @@ class StreamRun:
         pipeline, stats, last = self.pipeline, self.stats, None
         max_frames = self.config.max_frames
         while True:
-            if pipeline.done.is_set():  # interrupted or failed: keep what was already dreamed
-                while (frame := pipeline.next_frame(0)) is not None:
-                    self._deliver(frame)
+            if pipeline.done.is_set():  # interrupted or failed: run() delivers what is queued
                 return
             frame = pipeline.next_frame(0.02)
             if frame is None:

@@ -127,6 +127,7 @@ class DreamStep:
         self._weights = tuple(float(w) for w in layer_weights) or (1.0,) * len(model.layers)
         self._compiled: dict[tuple[int, int], Callable[..., Any]] = {}
         self.traces = 0  # how many times a graph was traced: once per dream shape
+        self._loss_scale = 1024.0 if model.dtype == "mixed_float16" else 1.0
 
     def _objective(self, image: tf.Tensor) -> tf.Tensor:
         """Scalar float32 loss of a (H, W, 3) float32 BGR image in [0, 255]."""
@@ -151,7 +152,10 @@ class DreamStep:
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(rolled)
                 loss = self._objective(rolled)
-            gradient = tape.gradient(loss, rolled)
+                # float16 gradients of a mean over ~10^5 activations underflow: scale the loss
+                # up (the division by the gradient's std below cancels the scale exactly).
+                scaled = loss * self._loss_scale
+            gradient = tape.gradient(scaled, rolled)
             gradient = gradient / (tf.math.reduce_std(gradient) + 1e-8)
             rolled = rolled + gradient * step_size
             image = tf.clip_by_value(tf.roll(rolled, shift=-shift, axis=[0, 1]), 0.0, 255.0)

@@ -44,6 +44,10 @@ class SinkError(UsageError):
     """An output that cannot be created (bad path, existing file, unknown format)."""
 
 
+class OutputWriteError(LivedreamError):
+    """An output that failed while being written or finalized (disk full, folder gone)."""
+
+
 class DisplayError(UsageError):
     """A preview window was asked for where none can be shown."""
 

@@ -76,7 +76,11 @@ class RateMeter:
 
 @dataclass
 class Stats:
-    """What the terminal table and the heads-up overlay show. Written by every thread."""
+    """What the terminal table and the heads-up overlay show.
+
+    Each counter has one writing thread, except ``dropped`` (capture and dream threads both
+    drop), which is counted through ``count_drop()`` under a lock.
+    """
 
     captured: int = 0
     dreamed: int = 0
@@ -87,6 +91,12 @@ class Stats:
     output_fps: RateMeter = field(default_factory=RateMeter)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=600))  # seconds
     dream_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=600))
+    _drop_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_drop(self) -> None:
+        """Counts one dropped frame; safe from any thread."""
+        with self._drop_lock:
+            self.dropped += 1
 
     def latency_ms(self, q: float) -> float:
         """The ``q`` quantile (0..1) of recent capture-to-sink latencies, in ms."""
@@ -151,7 +161,7 @@ def _put(
                 except queue.Empty:
                     continue
                 if old is not None:
-                    stats.dropped += 1
+                    stats.count_drop()
                 else:  # never drop the end marker: it was the last thing put
                     q.put_nowait(old)
                     return True
@@ -233,10 +243,10 @@ class Pipeline:
         A thread still busy after that (the dream inside one long TensorFlow call, a camera
         read that blocks) is left behind as a daemon: it ends on its own, touches no sink, and
         the capture thread then closes the source itself. ``alive_threads()`` lists them.
+        Frames already dreamed stay queued: ``next_frame(0)`` still hands them out.
         """
         self.done.set()
-        for q in (self._captured, self._dreamed):
-            self._drain(q)
+        self._drain(self._captured)  # not yet dreamed: dropped
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not threading.current_thread():

@@ -28,7 +28,8 @@ import cv2
 import numpy as np
 import pyvirtualcam
 
-from livedream.errors import DisplayError, SinkError, VirtualCameraError
+from livedream.errors import DisplayError, OutputWriteError, SinkError, VirtualCameraError
+from livedream.sources import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ Frame = np.ndarray[Any, np.dtype[np.uint8]]
 
 # Container -> codec that this OpenCV build writes without extra libraries.
 VIDEO_FOURCCS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 KEY_NONE = -1  # PreviewWindow.show(): no key pressed
 KEY_ESC = 27
@@ -187,7 +187,7 @@ def _publish(temp: Path, path: Path) -> None:
     try:
         os.replace(temp, path)
     except OSError as e:
-        raise SinkError(
+        raise OutputWriteError(
             f"cannot move the finished {temp.name} to {path}: {e.strerror}; "
             f"the frames are kept in {temp}"
         ) from e
@@ -361,12 +361,12 @@ class ImageFileSink(Sink):
                 return
             ok, data = cv2.imencode(self._path.suffix.lower(), self._last)
             if not ok:
-                raise SinkError(f"cannot encode {self._path}: OpenCV has no writer for it")
+                raise OutputWriteError(f"cannot encode {self._path}: OpenCV has no writer for it")
             try:
                 self._temp.write_bytes(data.tobytes())
             except OSError as e:
                 self._temp.unlink(missing_ok=True)
-                raise SinkError(f"cannot write {self._path}: {e.strerror}") from e
+                raise OutputWriteError(f"cannot write {self._path}: {e.strerror}") from e
             _publish(self._temp, self._path)
             logger.info("wrote %s", self._path)
 

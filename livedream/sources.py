@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import sys
 import threading
 import time
@@ -500,7 +501,6 @@ class VideoFileSource(Source):
                 f"{self._name}: decoding stopped at frame {n} of {expected} (file damaged?); "
                 f"the {n} frames before it were kept"
             )
-            logger.warning(self._damage_message)
 
     def _release(self) -> None:
         self._cap.release()
@@ -666,6 +666,13 @@ class SyntheticSource(Source):
         return frame
 
 
+def _is_char_device(path: Path) -> bool:
+    try:
+        return stat.S_ISCHR(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def open_source(
     spec: str,
     *,
@@ -683,9 +690,10 @@ def open_source(
         raise SourceError("no input given; expected a webcam index (0), a video file or an image")
     if spec.isdigit():
         return WebcamSource(int(spec), width=width, height=height, fps=fps)
-    if spec.startswith("/dev/video"):
-        return WebcamSource(spec, width=width, height=height, fps=fps)
     path = Path(spec).expanduser()
+    if spec.startswith("/dev/video") or _is_char_device(path):
+        # /dev/video2, or a stable name such as /dev/v4l/by-id/usb-...-video-index0
+        return WebcamSource(spec, width=width, height=height, fps=fps)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageSource(path, fps=fps or 30.0)
     return VideoFileSource(path)

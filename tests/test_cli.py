@@ -113,6 +113,71 @@ def test_demo_renders_the_bundled_clip_and_may_replace_its_own_output(
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_photo_to_video_has_exactly_max_frames_each_dreamed_deeper(tmp_path: Path) -> None:
+    image = photo(tmp_path / "photo.png")
+    out = tmp_path / "out.avi"
+    assert (
+        main(["-i", str(tmp_path / "photo.png"), "-o", str(out), "--max-frames", "5", *FAST]) == 0
+    )
+    frames, _ = read_video(out)
+    assert len(frames) == 5
+    strengths = [difference(frame, image) for frame in frames]
+    assert strengths[-1] > strengths[0] + 1.0  # the dream keeps deepening on a still
+
+
+def test_photo_to_image_is_dreamed_in_octaves(tmp_path: Path) -> None:
+    image = photo(tmp_path / "photo.png")
+    out = tmp_path / "dream.png"
+    args = ["-i", str(tmp_path / "photo.png"), "-o", str(out), "--octaves", "2"]
+    assert main([*args, "--octave-steps", "3", *FAST[2:]]) == 0
+    dreamed = cv2.imread(str(out))
+    assert dreamed.shape == image.shape
+    assert difference(dreamed, image) > 3.0
+
+
+def test_virtual_camera_gets_the_dreamed_frames(
+    tmp_path: Path, write_video: Any, fake_vcam: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import FAKE_BACKEND
+
+    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
+    clip = write_video(tmp_path / "in.avi", frames=12, width=160, height=120, fps=25.0)
+    assert (
+        main(["-i", str(clip), "--virtual-cam", "--no-preview", *FAST, "--step-size", "0.05"]) == 0
+    )
+    received = fake_vcam.frames
+    assert received
+    assert all(frame.shape == (120, 160, 3) for frame in received)
+    inputs, _ = read_video(clip)
+    # What a call app sees is dreamed: no frame it got is a plain input frame.
+    nearest = [min(difference(frame, i) for i in inputs) for frame in received if frame.any()]
+    assert nearest
+    assert min(nearest) > 4.0
+    assert fake_vcam.closed == 1
+
+
+def test_virtual_camera_that_cannot_start_gives_the_setup_hint(
+    tmp_path: Path,
+    write_video: Any,
+    fake_vcam: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from conftest import FAKE_BACKEND
+
+    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
+    fake_vcam.fail_open = "device busy"
+    clip = write_video(tmp_path / "in.avi", frames=5)
+    code = main(["-i", str(clip), "--virtual-cam", "--no-preview", *FAST])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "device busy" in err
+    if sys.platform == "linux":
+        assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1" in err
+    else:
+        assert "OBS" in err
+
+
 def test_virtual_camera_without_a_backend_gives_the_setup_hint(
     tmp_path: Path, write_video: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

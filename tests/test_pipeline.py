@@ -1,5 +1,5 @@
-"""The streaming pipeline: live sources stay live, files lose nothing, the virtual camera gets
-every dreamed frame. Real model (vgg16_hed) at small sizes."""
+"""The streaming pipeline: live sources stay live, files lose nothing, and the preview's keys
+change the dream. Real model (vgg16_hed) at small sizes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from livedream.config import DreamConfig
 from livedream.dream import Dreamer, DreamStep, build_step
 from livedream.pipeline import Pipeline, TimedFrame
-from livedream.sinks import VirtualCameraSink
 from livedream.sources import SyntheticSource, VideoFileSource
 
 CONFIG = DreamConfig(layers=("block3_conv3",), dream_size=(160, 120), precision="float32")
@@ -68,24 +67,63 @@ def test_file_to_file_pipeline_loses_no_frame(
     assert all(f.image.shape == (120, 160, 3) for f in frames)
 
 
-def test_virtual_camera_receives_the_dreamed_frames(step: DreamStep, fake_vcam: object) -> None:
-    from tests.conftest import FAKE_BACKEND
+def test_keys_change_what_they_say_in_the_dream(step: DreamStep) -> None:
+    from livedream.cli import KeyHandler
+    from livedream.models import get_spec
+    from livedream.pipeline import Controls
 
-    source = SyntheticSource(width=160, height=120, fps=30.0, frames=12, live=False)
-    sent: list[np.ndarray] = []
-    with (
-        VirtualCameraSink(width=160, height=120, fps=30.0, backend=FAKE_BACKEND) as camera,
-        Pipeline(source, lambda: Dreamer(CONFIG, step=step), live=False) as pipeline,
-    ):
-        for frame in collect(pipeline, 100):
-            camera.write(frame.image)
-            sent.append(frame.image)
-        import time
+    controls = Controls()
+    presets = get_spec("vgg16_hed").presets
+    keys = KeyHandler(controls, presets, CONFIG, current=CONFIG.layers)
+    dreamer = Dreamer(CONFIG, step=step)
+    frame = SyntheticSource(width=160, height=120).read()
+    assert frame is not None
 
-        time.sleep(0.2)  # the camera thread re-sends the last frame meanwhile
-    received = fake_vcam.frames  # type: ignore[attr-defined]
-    assert len(sent) == 12
-    assert all(f.shape == (120, 160, 3) and f.dtype == np.uint8 for f in received)
-    # The last dreamed frame reached the camera (and is what a call app keeps seeing).
-    assert any(np.array_equal(f, sent[-1]) for f in received)
-    assert len(received) >= 6  # paced at 30 fps over the run
+    def press(key: str) -> None:
+        keys.handle(ord(key))
+        controls.apply(dreamer)
+
+    press("]")
+    assert dreamer.steps == CONFIG.steps + 1
+    press("[")
+    press("[")
+    assert dreamer.steps == max(1, CONFIG.steps - 1)
+    press("=")
+    assert dreamer.step_size == pytest.approx(CONFIG.step_size * 1.25)
+    press("-")
+    assert dreamer.step_size == pytest.approx(CONFIG.step_size)
+    press("f")
+    assert dreamer.flow is False
+    press(" ")
+    assert dreamer(frame) is frame  # dream off: the camera as it is
+    press(" ")
+    for _ in range(4):
+        deep = dreamer(frame)
+    press("r")  # the carried dream is dropped: the next frame is as weak as a first one
+    fresh = dreamer(frame)
+    assert np.abs(fresh.astype(int) - frame).mean() < np.abs(deep.astype(int) - frame).mean()
+    before = dreamer.layers
+    press("l")
+    assert dreamer.layers != before
+    assert dreamer.layers in presets
+    press("m")
+    assert controls.mirror is True  # the capture thread flips frames while this is set
+    press("h")
+    assert keys.hud is True
+    press("q")
+    assert keys.quit is True
+
+
+def test_mirror_flips_the_captured_frames(step: DreamStep) -> None:
+    from livedream.pipeline import Controls
+
+    source = SyntheticSource(width=160, height=120, fps=30.0, frames=3, live=False)
+    expected = [source.frame_at(i)[:, ::-1] for i in range(3)]
+    controls = Controls(mirror=True, enabled=False)  # dream off: frames pass as captured
+    with Pipeline(
+        source, lambda: Dreamer(CONFIG, step=step), live=False, controls=controls
+    ) as pipeline:
+        frames = collect(pipeline, 10)
+    assert len(frames) == 3
+    for frame, flipped in zip(frames, expected, strict=True):
+        np.testing.assert_array_equal(frame.image, flipped)

@@ -213,3 +213,9 @@ def test_read_after_close_is_end_of_stream() -> None:
     source.close()
     source.close()
     assert source.read() is None
+
+
+def test_a_character_device_path_is_opened_as_a_webcam() -> None:
+    # /dev/v4l/by-id/... names are character devices like /dev/null, not files to decode.
+    with pytest.raises(SourceError, match="cannot open webcam /dev/null"):
+        open_source("/dev/null")
