@@ -44,14 +44,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from livedream.cli import import_tensorflow, quiet_libraries
+from livedream.cli import (
+    OneLineParser,
+    import_tensorflow,
+    layers_arg,
+    positive_int,
+    quiet_libraries,
+    size_arg,
+)
 from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig
 from livedream.errors import LivedreamError, UsageError
 from livedream.models import MODELS, check_layers, get_spec
@@ -77,42 +84,6 @@ VARIANT_COMPILES = tuple(c for c in COMPILE_MODES if c != "auto")
 
 
 # -- arguments -----------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """Bad usage is one line on stderr and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message} (see benchmarks/fps.py --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
-    return value
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT such as 320x240, got {text!r}"
-        ) from None
-    if not (16 <= width <= 4096 and 16 <= height <= 4096):
-        raise argparse.ArgumentTypeError(f"expected a size from 16x16 to 4096x4096, got {text}")
-    return width, height
-
-
-def _layers(text: str) -> tuple[str, ...]:
-    layers = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not layers:
-        raise argparse.ArgumentTypeError(f"expected layer names like block4_conv3, got {text!r}")
-    return layers
-
-
 def _variants(text: str) -> tuple[tuple[str, str], ...]:
     if text.strip() == "all":
         return tuple((p, c) for p in VARIANT_PRECISIONS for c in VARIANT_COMPILES)
@@ -159,17 +130,17 @@ class Settings:
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="benchmarks/fps.py",
         description="Measure livedream's step cost, fps, latency, flicker and memory.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", choices=sorted(MODELS), default="vgg16_hed")
     parser.add_argument(
-        "--layers", type=_layers, default=None, help="comma-separated (default: the model's)"
+        "--layers", type=layers_arg, default=None, help="comma-separated (default: the model's)"
     )
-    parser.add_argument("--dream-size", type=_size, default=(320, 240), metavar="WxH")
-    parser.add_argument("--steps", type=_positive_int, default=2, help="dream steps per frame")
+    parser.add_argument("--dream-size", type=size_arg, default=(320, 240), metavar="WxH")
+    parser.add_argument("--steps", type=positive_int, default=2, help="dream steps per frame")
     parser.add_argument(
         "--clip",
         type=_clip,
@@ -179,7 +150,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
     parser.add_argument(
         "--frames",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="measured frames per clip section (default: 100, 20 with --quick)",
@@ -197,6 +168,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     args = parser.parse_args(argv)
     try:
         layers = check_layers(get_spec(args.model), args.layers or ())
+        folder = args.json.resolve().parent if args.json is not None else None
+        if folder is not None and not os.access(folder, os.W_OK):  # before minutes of work
+            parser.error(f"argument --json: folder {folder} is missing or not writable")
     except LivedreamError as exc:
         parser.error(str(exc))
     clip = args.clip or (SHARED_CLIP if SHARED_CLIP.is_file() else BUNDLED_CLIP)
@@ -218,16 +192,10 @@ def machine_info(device: Device) -> dict[str, Any]:
     """CPU model, cores, bf16 instructions, accelerator, library versions and the load."""
     import tensorflow as tf
 
-    name, flags = "unknown CPU", set[str]()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and name == "unknown CPU":
-                    name = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
+    from livedream.dream import cpu_info
+
+    name, flags = cpu_info()
+    if name == "unknown CPU":
         name = platform.processor() or name
     return {
         "cpu": name,
@@ -676,49 +644,22 @@ def measure_flicker(
 def measure_breakdown(
     settings: Settings, frames: Sequence[Frame], step: DreamStep, decode_ms: float
 ) -> dict[str, float]:
-    """ms per frame of each stage of ``Dreamer.__call__``, timed one by one on clip frames."""
+    """ms per frame of each stage of ``Dreamer.__call__`` (its own ``timings``) and the sink."""
+    from livedream.dream import Dreamer
     from livedream.sinks import NullSink
-    from livedream.temporal import FlowCarry, to_gray
 
-    config = settings.dream_config()
-    carry = FlowCarry()
-    step_size = config.step_size * 255.0
-    parts: dict[str, list[float]] = {
-        "downscale": [],
-        "flow_carry": [],
-        "dream_step": [],
-        "upscale_composite": [],
-        "sink": [],
-    }
+    dreamer = Dreamer(settings.dream_config(), step=step)
     sink = NullSink()
-    use = frames[: 8 if settings.quick else 16]
-    for i, frame in enumerate(use):
-        h, w = frame.shape[:2]
-        t0 = time.perf_counter()
-        small8 = cv2.resize(frame, config.size_for(w, h), interpolation=cv2.INTER_AREA)
-        small = small8.astype(np.float32)
-        gray = to_gray(small8)
-        t1 = time.perf_counter()
-        carried = carry.carry(gray, blend=config.blend, flow=config.flow)
-        start = small if carried is None else np.clip(small + carried, 0.0, 255.0)
-        t2 = time.perf_counter()
-        dreamed, _ = step(start, steps=settings.steps, step_size=step_size, seed=(2, i))
-        t3 = time.perf_counter()
-        residual = dreamed - small
-        carry.update(gray, residual)
-        out = frame.astype(np.float32)
-        out += cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
-        np.clip(out, 0.0, 255.0, out=out)
-        image = out.astype(np.uint8)
-        t4 = time.perf_counter()
+    parts: dict[str, list[float]] = {}
+    for i, frame in enumerate(frames[: 8 if settings.quick else 16]):
+        image = dreamer(frame)
+        started = time.perf_counter()
         sink.write(image)
-        t5 = time.perf_counter()
+        sink_ms = 1000.0 * (time.perf_counter() - started)
         if i == 0:
             continue  # no carry yet on the first frame
-        for key, (a, b) in zip(
-            parts, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)), strict=True
-        ):
-            parts[key].append(1000.0 * (b - a))
+        for key, ms in {**dreamer.timings, "sink": sink_ms}.items():
+            parts.setdefault(key, []).append(ms)
     result = {"decode": decode_ms}
     result.update({key: float(np.mean(values)) for key, values in parts.items()})
     return result

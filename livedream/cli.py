@@ -53,11 +53,14 @@ KEYS_HELP = (
 
 
 # -- arguments ---------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """Bad usage is one line on stderr and exit code 2, not argparse's usage dump."""
+class OneLineParser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr and exit code 2, not argparse's usage dump.
+
+    Shared with ``benchmarks/fps.py`` and ``scripts/soak.py``, with the value checks below.
+    """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message} (see livedream --help)\n")
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -70,7 +73,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -80,7 +83,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -90,7 +93,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _fraction(text: str) -> float:
+def fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -100,7 +103,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _size(text: str) -> tuple[int, int]:
+def size_arg(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     try:
         width, height = (int(p) for p in parts)
@@ -115,7 +118,7 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _layers(text: str) -> tuple[str, ...]:
+def layers_arg(text: str) -> tuple[str, ...]:
     layers = tuple(part.strip() for part in text.split(",") if part.strip())
     if not layers:
         raise argparse.ArgumentTypeError(f"expected layer names like block4_conv3, got {text!r}")
@@ -125,7 +128,7 @@ def _layers(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every default is shown by ``--help``."""
     defaults = DreamConfig()
-    parser = _Parser(
+    parser = OneLineParser(
         prog="livedream",
         description="Real-time DeepDream filter for webcams, video files and photos.",
         epilog=KEYS_HELP + ". Exit codes: 0 done, 1 error, 2 bad usage, 130 interrupted.",
@@ -170,17 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--list-cameras", action="store_true", help="list webcams and exit")
     io.add_argument(
         "--max-frames",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="stop after N output frames",
     )
     cam = parser.add_argument_group("camera")
-    cam.add_argument("--width", type=_positive_int, default=None, help="camera width to ask for")
-    cam.add_argument("--height", type=_positive_int, default=None, help="camera height to ask for")
+    cam.add_argument("--width", type=positive_int, default=None, help="camera width to ask for")
+    cam.add_argument("--height", type=positive_int, default=None, help="camera height to ask for")
     cam.add_argument(
         "--fps",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="camera fps to ask for; the pace of a photo shown live (default 30)",
     )
@@ -200,22 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dream.add_argument(
         "--layers",
-        type=_layers,
+        type=layers_arg,
         default=None,
         help="comma-separated layers to dream (default: the model's own)",
     )
     dream.add_argument(
-        "--steps", type=_positive_int, default=defaults.steps, help="gradient steps per frame"
+        "--steps", type=positive_int, default=defaults.steps, help="gradient steps per frame"
     )
     dream.add_argument(
         "--step-size",
-        type=_positive_float,
+        type=positive_float,
         default=defaults.step_size,
         help="strength: fraction of the 0..255 range moved per step",
     )
     dream.add_argument(
         "--dream-size",
-        type=_size,
+        type=size_arg,
         default=None,
         metavar="WxH",
         help=f"size the dream runs at (default: short side {defaults.short_side},"
@@ -223,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dream.add_argument(
         "--blend",
-        type=_fraction,
+        type=fraction,
         default=defaults.blend,
         help="share of the previous frame's dream carried on (0 = none)",
     )
@@ -234,13 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dream.add_argument(
         "--octaves",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.octaves,
         help="scales a photo is dreamed at",
     )
     dream.add_argument(
         "--octave-steps",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.octave_steps,
         help="gradient steps per octave for a photo (--steps is per video frame)",
     )

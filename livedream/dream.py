@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,7 +41,8 @@ class Device:
     bf16_fast: bool
 
 
-def _cpu_info() -> tuple[str, set[str]]:
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and instruction-set flags (Linux; elsewhere unknown and none)."""
     name, flags = "unknown CPU", set[str]()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -66,7 +68,7 @@ def detect_device() -> Device:
                 tf.config.experimental.set_memory_growth(gpu, True)
         details = tf.config.experimental.get_device_details(gpus[0])
         return Device("gpu", str(details.get("device_name", gpus[0].name)), 1, True)
-    name, flags = _cpu_info()
+    name, flags = cpu_info()
     bf16 = bool({"amx_bf16", "avx512_bf16"} & flags)
     return Device("cpu", name, os.cpu_count() or 1, bf16)
 
@@ -265,6 +267,8 @@ class Dreamer:
         self.flow = config.flow
         self.enabled = True
         self.frame_index = 0
+        # ms the last frame spent in each stage: read by the benchmark's breakdown.
+        self.timings: dict[str, float] = {}
         self._carry = FlowCarry()
         self._steps_by_layers: dict[tuple[str, ...], DreamStep] = {
             self.step.model.layers: self.step
@@ -294,19 +298,23 @@ class Dreamer:
         if not self.enabled:
             self._carry.reset()
             return frame
+        t0 = time.perf_counter()
         h, w = frame.shape[:2]
         size = self.config.size_for(w, h)
         small8 = frame if (w, h) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         small = small8.astype(np.float32)  # (h, w, 3) float32 BGR in [0, 255]
         gray = to_gray(small8)
+        t1 = time.perf_counter()
         carried = self._carry.carry(gray, blend=self.blend, flow=self.flow)
         start = small if carried is None else np.clip(small + carried, 0.0, 255.0)
+        t2 = time.perf_counter()
         dreamed, _ = self.step(
             start,
             steps=self.steps,
             step_size=self.step_size * 255.0,
             seed=(self.config.seed, self.frame_index),
         )
+        t3 = time.perf_counter()
         residual = dreamed - small  # (h, w, 3) float32: what the dream added
         self._carry.update(gray, residual)
         if (w, h) != size:
@@ -314,7 +322,15 @@ class Dreamer:
         out = frame.astype(np.float32)
         out += residual
         np.clip(out, 0.0, 255.0, out=out)
-        return out.astype(np.uint8)
+        result = out.astype(np.uint8)
+        t4 = time.perf_counter()
+        self.timings = {
+            "downscale": 1000.0 * (t1 - t0),
+            "flow_carry": 1000.0 * (t2 - t1),
+            "dream_step": 1000.0 * (t3 - t2),
+            "upscale_composite": 1000.0 * (t4 - t3),
+        }
+        return result
 
 
 def dream_image(

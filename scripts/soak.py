@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from livedream.cli import OneLineParser, layers_arg, positive_float, positive_int, size_arg
+
 WARMUP_FRAMES = 300  # ~10 s at 30 fps: the model is built, traced and its buffers allocated
 STOP_TIMEOUT = 30.0  # seconds stop() may wait for a dream call in flight: a leak, not a slow call
 
@@ -61,36 +63,30 @@ def rss_mib() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status: the soak run needs Linux")
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT such as 320x240, got {text!r}"
-        ) from None
-    if width < 16 or height < 16:
-        raise argparse.ArgumentTypeError(f"expected at least 16x16, got {text}")
-    return width, height
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--frames", type=int, default=10_000, help="frames the camera delivers")
-    parser.add_argument("--fps", type=float, default=30.0, help="pace of the synthetic camera")
     parser.add_argument(
-        "--size", type=_size, default=(640, 480), metavar="WxH", help="camera frame size"
+        "--frames", type=positive_int, default=10_000, help="frames the camera delivers"
+    )
+    parser.add_argument(
+        "--fps", type=positive_float, default=30.0, help="pace of the synthetic camera"
+    )
+    parser.add_argument(
+        "--size", type=size_arg, default=(640, 480), metavar="WxH", help="camera frame size"
     )
     parser.add_argument(
         "--dream-size",
-        type=_size,
+        type=size_arg,
         default=None,
         metavar="WxH",
         help="dream size (default: the CLI's own, 320x240 for a 640x480 camera)",
     )
-    parser.add_argument("--layers", default="", help="comma-separated layers (default: model's)")
+    parser.add_argument(
+        "--layers", type=layers_arg, default=(), help="comma-separated layers (default: model's)"
+    )
     parser.add_argument("--precision", default="auto", help="auto, float32, bfloat16, float16")
     parser.add_argument(
         "--warmup",
@@ -103,8 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    if args.frames < 10 or not args.fps > 0:
-        parser.error(f"expected --frames >= 10 and --fps > 0, got {args.frames} and {args.fps}")
+    if args.frames < 10:
+        parser.error(f"argument --frames: expected at least 10, got {args.frames}")
     return args
 
 
@@ -117,8 +113,7 @@ def soak(args: argparse.Namespace) -> Figures:
     from livedream.sources import SyntheticSource
 
     width, height = args.size
-    layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
-    config = DreamConfig(layers=layers, dream_size=args.dream_size, precision=args.precision)
+    config = DreamConfig(layers=args.layers, dream_size=args.dream_size, precision=args.precision)
     dream_w, dream_h = config.size_for(width, height)
     source = SyntheticSource(width=width, height=height, fps=args.fps, frames=args.frames)
     sink = NullSink()

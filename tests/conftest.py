@@ -20,6 +20,8 @@ from pyvirtualcam import camera as pyvirtualcam_camera
 
 MEDIA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 FAKE_BACKEND = "livedream-test"
+# CLI flags for a dream that is real (vgg16_hed weights) but small enough for quick tests.
+FAST = ["--dream-size", "64x48", "--layers", "block2_conv2", "--precision", "float32"]
 
 
 # --- media -------------------------------------------------------------------------------

@@ -14,11 +14,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from conftest import FAST
 
 from livedream.cli import main
 from livedream.sinks import has_display
-
-FAST = ["--dream-size", "64x48", "--layers", "block2_conv2", "--precision", "float32"]
 
 
 def read_video(path: Path) -> tuple[list[np.ndarray], float]:
@@ -290,25 +289,25 @@ def test_preview_shows_the_dream_and_the_keys_do_what_they_say(
     try:
         # The dreamed photo shows: bright like the photo (not the dark loading frame), but changed.
         shown = wait_for(
-            lambda: (
-                (p := window_pixels(x_screen, "livedream", size)) is not None
-                and p.mean() > 100
-                and difference(p, image) > 8
-                and p
-            )
+            shown_when(x_screen, size, lambda p: p.mean() > 100 and difference(p, image) > 8)
         )
         dreamed = difference(shown, image)
-        press = x_screen.press_key
-        press("space", window_title="livedream")  # dream off: the plain photo shows
-        wait_for(lambda: "dream off" in run.err, 10)
-        plain = wait_for(
-            lambda: (
-                (p := window_pixels(x_screen, "livedream", size)) is not None
-                and difference(p, image) < dreamed / 2
-                and p
-            ),
-            10,
-        )
+
+        def press(key: str, note: str) -> None:
+            """Presses ``key`` until the app logs ``note`` (an X key event can be lost while
+            the window is busy being redrawn)."""
+            for _ in range(3):
+                before = run.err.count(note)
+                x_screen.press_key(key, window_title="livedream")
+                deadline = time.monotonic() + 3.0
+                while time.monotonic() < deadline:
+                    if run.err.count(note) > before:
+                        return
+                    time.sleep(0.05)
+            raise AssertionError(f"key {key!r} did not lead to {note!r}")
+
+        press("space", "dream off")  # the plain photo shows
+        plain = wait_for(shown_when(x_screen, size, lambda p: difference(p, image) < dreamed / 2))
         assert difference(plain, image) < dreamed / 2
         keys = {
             "space": "dream on",
@@ -324,9 +323,8 @@ def test_preview_shows_the_dream_and_the_keys_do_what_they_say(
             "s": "saved livedream-",
         }
         for key, note in keys.items():
-            press(key, window_title="livedream")
-            wait_for(lambda note=note: note in run.err, 10)
-        press("q", window_title="livedream")
+            press(key, note)
+        press("q", "quit")
         assert run.wait() == 0
     finally:
         run.kill()

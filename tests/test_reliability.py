@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 import pytest
+from conftest import FAST
 from rich.console import Console
 
 from livedream.cli import StreamRun, main, parse_args
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from conftest import FakeCameraLog
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--dream-size", "64x48", "--layers", "block2_conv2", "--precision", "float32"]
 TINY = DreamConfig(layers=("block2_conv2",), dream_size=(64, 48), precision="float32")
 RENDER_ARGS = ["--dream-size", "128x96", "--layers", "block3_conv3", "--precision", "float32"]
 EXIT_WITHIN = 2.0  # seconds from Ctrl-C or SIGTERM to exit (the promise)

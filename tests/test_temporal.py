@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
+from conftest import MEDIA_DIR
 
 from livedream.config import DreamConfig
 from livedream.dream import Dreamer, build_step
 from livedream.temporal import FlowEstimator, consistency, flicker, to_gray, warp
-
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
 
 def texture(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -47,7 +44,7 @@ def test_consistency_distrusts_disagreeing_flows() -> None:
 
 def moving_clip(frames: int = 24) -> list[np.ndarray]:
     """Real footage when the shared media is there, else a panning synthetic scene."""
-    clip = MEDIA / "bikes.mp4"
+    clip = MEDIA_DIR / "bikes.mp4"
     if clip.exists():
         capture = cv2.VideoCapture(str(clip))
         out = []
