@@ -92,3 +92,41 @@ def test_local_weights_file_in_hed_layout_is_used(tmp_path: Path) -> None:
     model = load_model("vgg16_hed", ["block1_conv1"], weights=copy)
     bias = model.keras_model.get_layer("block1_conv1").get_weights()[1]
     assert np.all(bias == 7.0)
+
+
+def test_a_failed_download_says_the_machine_seems_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from livedream.errors import OfflineError
+
+    # No weights cached, and every download goes to a proxy that refuses: offline, for sure.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(OfflineError) as caught:
+        load_model("vgg16")
+    message = str(caught.value)
+    assert "machine seems offline" in message
+    assert "--model vgg16_hed" in message
+    assert "--weights PATH" in message
+    assert "\n" not in message
+
+
+def test_inception_v3_from_a_local_weights_file_dreams_its_tutorial_layers(
+    tmp_path: Path,
+) -> None:
+    import keras
+
+    # The architecture with freshly initialised weights, saved as a user's local file would be.
+    path = tmp_path / "inception.weights.h5"
+    keras.applications.InceptionV3(include_top=False, weights=None).save_weights(str(path))
+    model = load_model("inception_v3", weights=path, dtype="mixed_bfloat16")
+    assert model.layers == ("mixed3", "mixed5")
+    names = {layer.name for layer in model.keras_model.layers}
+    assert "mixed5" in names
+    assert "mixed6" not in names  # built only up to the deepest chosen layer
+    assert keras.config.dtype_policy().name == "float32"  # the global policy was restored
+    a3, a5 = model.features(np.full((1, 139, 139, 3), 128.0, np.float32))
+    assert a3.shape[-1] == 768 and a5.shape[-1] == 768
