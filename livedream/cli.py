@@ -627,13 +627,18 @@ def _screenshot(image: Any) -> Path:
     return path
 
 
-def _info(config: RunConfig, source: Source, dreamer: Dreamer | None) -> dict[str, str]:
+def _info(
+    config: RunConfig, source: Source, dreamer: Dreamer | None, keys: KeyHandler
+) -> dict[str, str]:
+    """The rows of the status table and the overlay: what is being dreamed, as the keys set it."""
     info = {"input": f"{source.name} {source.width}x{source.height} @ {source.fps:.3g} fps"}
     if dreamer is not None:
         w, h = config.dream.size_for(source.width, source.height)
-        info["model"] = f"{config.dream.model} ({','.join(dreamer.layers)})"
+        layers = keys.controls.layers or dreamer.layers
+        info["model"] = f"{config.dream.model} ({','.join(layers)})"
         info["dream"] = (
-            f"{w}x{h}, {dreamer.steps} steps, {dreamer.step.model.dtype}, "
+            f"{w}x{h}, {keys.steps} steps of {keys.step_size:.4f}, "
+            f"flow {'on' if keys.flow else 'off'}, {dreamer.step.model.dtype}, "
             f"{dreamer.step.compile_mode}"
         )
     return info
@@ -775,6 +780,7 @@ class StreamRun:
                     log.warning("%s", exc)
             elif note:
                 log.info("%s", note)
+                self.info.update(_info(self.config, self.source, self.pipeline.dreamer, self.keys))
         return not self.keys.quit and self.window.is_open()
 
     def run(self, interrupts: Interrupts | None = None) -> int:
@@ -798,7 +804,7 @@ class StreamRun:
             if not interrupts.requested.is_set():
                 pipeline.start()
                 self._wait_for_model(interrupts.requested)
-                self.info.update(_info(self.config, self.source, pipeline.dreamer))
+                self.info.update(_info(self.config, self.source, pipeline.dreamer, self.keys))
                 with display:
                     self._loop(display)
                     pipeline.stop()  # the threads end; what they already dreamed stays queued

@@ -343,3 +343,44 @@ def test_closing_the_preview_window_quits(x_screen: Any, tmp_path: Path) -> None
         assert run.wait() == 0
     finally:
         run.kill()
+
+
+def test_a_terminal_shows_a_progress_bar_that_ends_at_100_percent(
+    tmp_path: Path, write_video: Any
+) -> None:
+    from rich.console import Console
+
+    from livedream.cli import StreamRun, parse_args
+    from livedream.sources import open_source
+
+    clip = write_video(tmp_path / "in.avi", frames=12)
+    config, _ = parse_args(["-i", str(clip), "-o", str(tmp_path / "out.avi"), *FAST])
+    console = Console(force_terminal=True, record=True, width=120)
+    with open_source(config.input) as source:
+        assert StreamRun(config, source, console).run() == 0
+    text = console.export_text()
+    assert "dreaming" in text
+    assert "12/12" in text
+
+
+def test_a_terminal_shows_the_live_status_table(
+    tmp_path: Path, fake_vcam: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import FAKE_BACKEND
+    from rich.console import Console
+
+    from livedream.cli import StreamRun, parse_args
+    from livedream.sources import open_source
+
+    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
+    photo(tmp_path / "photo.png")
+    args = ["-i", str(tmp_path / "photo.png"), "--virtual-cam", "--no-preview", "--max-frames"]
+    config, _ = parse_args([*args, "6", *FAST])
+    console = Console(force_terminal=True, record=True, width=120)
+    with open_source(config.input, fps=config.fps) as source:
+        assert StreamRun(config, source, console).run() == 0
+    text = console.export_text()
+    for row in ("capture", "dream", "output", "latency", "p95", "6 out", "dropped to stay live"):
+        assert row in text
+    assert "vgg16_hed (block2_conv2)" in text
+    assert "64x48, 2 steps of 0.0120" in text
