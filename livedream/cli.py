@@ -808,7 +808,10 @@ class StreamRun:
                 with display:
                     self._loop(display)
                     pipeline.stop()  # the threads end; what they already dreamed stays queued
-                    while (frame := pipeline.next_frame(0)) is not None:
+                    limit = self.config.max_frames
+                    while limit is None or self.stats.output < limit:
+                        if (frame := pipeline.next_frame(0)) is None:
+                            break
                         self._deliver(frame)
                     display.close(self.stats)  # the last state: a finished bar reads 100%
         finally:

@@ -243,9 +243,11 @@ def test_virtual_camera_failing_mid_run_is_reported_not_raised(
 # --- preview window ------------------------------------------------------------------------
 
 
-def _pump(window: PreviewWindow, frame: np.ndarray, until: Callable[[int], bool]) -> int:
+def _pump(
+    window: PreviewWindow, frame: np.ndarray, until: Callable[[int], bool], timeout: float = 5.0
+) -> int:
     """Show ``frame`` until ``until(key)`` holds (Qt needs a few event rounds); returns the key."""
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + timeout
     while True:
         key = window.show(frame)
         if until(key) or time.monotonic() > deadline:
@@ -282,8 +284,15 @@ def test_preview_window_returns_pressed_keys(x_screen: XScreen) -> None:
         _pump(window, frame, lambda _: x_screen.find_window("livedream test keys") is not None)
         assert _pump(window, frame, lambda k: k == KEY_NONE) == KEY_NONE
         for key, code in [("q", ord("q")), ("h", ord("h")), ("Escape", KEY_ESC)]:
-            x_screen.press_key(key, window_title="livedream test keys")
-            assert _pump(window, frame, lambda k: k != KEY_NONE) == code
+            # A press can be lost while a just-mapped window takes focus on a loaded machine:
+            # press again then, a few times at most.
+            got = KEY_NONE
+            for _ in range(3):
+                x_screen.press_key(key, window_title="livedream test keys")
+                got = _pump(window, frame, lambda k: k != KEY_NONE, timeout=2.0)
+                if got != KEY_NONE:
+                    break
+            assert got == code
 
 
 def test_preview_window_closed_by_the_user_stays_closed(x_screen: XScreen) -> None:
