@@ -385,3 +385,13 @@ def test_a_terminal_shows_the_live_status_table(
         assert row in text
     assert "vgg16_hed (block2_conv2)" in text
     assert "64x48, 2 steps of 0.0120" in text
+
+
+def test_list_cameras_lists_what_opens_or_says_none(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list-cameras"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out
+    if not any(Path(f"/dev/video{i}").exists() for i in range(10)):
+        assert out == ["no webcams found (checked indices 0-9)"]
+    else:  # one line a camera: "0: 640x480 @ 30 fps (V4L2)"
+        assert all(":" in line and "x" in line for line in out)
