@@ -497,9 +497,7 @@ def _is_image_path(path: Path | None) -> bool:
     return path is not None and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _open_sinks(
-    config: RunConfig, source: Source, *, still: bool
-) -> tuple[list[Sink], VirtualCameraSink | None]:
+def _open_sinks(config: RunConfig, source: Source) -> tuple[list[Sink], VirtualCameraSink | None]:
     """Opens the file and virtual-camera outputs; closes what opened when one fails."""
     from livedream.sinks import ImageFileSink, VideoFileSink, VirtualCameraSink
 
@@ -656,7 +654,7 @@ def run_still(
     from livedream.sources import ImageSource
 
     assert isinstance(source, ImageSource)
-    sinks, _ = _open_sinks(config, source, still=True)
+    sinks, _ = _open_sinks(config, source)
     with console.status("dreaming the photo in octaves..."):
         try:
             image = dream_image(source.image, config.dream)
@@ -697,7 +695,7 @@ class StreamRun:
         self.vcam_error = ""  # why the virtual camera stopped mid-run, if it did
         self.window: PreviewWindow | None = PreviewWindow("livedream") if preview else None
         try:
-            self.sinks, self.vcam = _open_sinks(config, source, still=False)
+            self.sinks, self.vcam = _open_sinks(config, source)
         except BaseException:
             if self.window is not None:
                 self.window.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +24,45 @@ MEDIA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 FAKE_BACKEND = "livedream-test"
 # CLI flags for a dream that is real (vgg16_hed weights) but small enough for quick tests.
 FAST = ["--dream-size", "64x48", "--layers", "block2_conv2", "--precision", "float32"]
+
+
+# --- a real livedream process -------------------------------------------------------------
+
+
+class LivedreamProcess:
+    """A real ``python -m livedream ARGS`` process whose stderr a thread collects in ``err``."""
+
+    def __init__(self, args: list[str], *, cwd: Path | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "livedream", *args],
+            cwd=cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.err = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err += line
+
+    def wait(self, timeout: float = 20.0) -> int:
+        """The exit code, once the process ended within ``timeout`` seconds."""
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def close(self) -> None:
+        """Kills the process if it still runs. Idempotent."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(5)
 
 
 # --- media -------------------------------------------------------------------------------

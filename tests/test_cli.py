@@ -3,10 +3,7 @@ preview window with its keys under a real X server (Xvfb)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from conftest import FAST
+from conftest import FAST, LivedreamProcess
 
 from livedream.cli import main
 from livedream.sinks import has_display
@@ -243,48 +240,14 @@ def shown_when(x_screen: Any, size: tuple[int, int], check: Any) -> Any:
     return condition
 
 
-class Livedream:
-    """A real ``livedream`` process with its stderr collected by a thread."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "livedream", *args],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.err = ""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.err += line
-
-    def wait(self, timeout: float = 20.0) -> int:
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def test_preview_shows_the_dream_and_the_keys_do_what_they_say(
     x_screen: Any, tmp_path: Path
 ) -> None:
     assert has_display()
     image = photo(tmp_path / "photo.png")
     size = (image.shape[1], image.shape[0])
-    run = Livedream(
-        ["-i", "photo.png", "--preview", "--fps", "10", *FAST, "--step-size", "0.06"], tmp_path
+    run = LivedreamProcess(
+        ["-i", "photo.png", "--preview", "--fps", "10", *FAST, "--step-size", "0.06"], cwd=tmp_path
     )
     try:
         # The dreamed photo shows: bright like the photo (not the dark loading frame), but
@@ -328,7 +291,7 @@ def test_preview_shows_the_dream_and_the_keys_do_what_they_say(
         press("q", "quit")
         assert run.wait() == 0
     finally:
-        run.kill()
+        run.close()
     shots = list(tmp_path.glob("livedream-*.png"))
     assert len(shots) == 1
     assert cv2.imread(str(shots[0])).shape == image.shape
@@ -336,14 +299,14 @@ def test_preview_shows_the_dream_and_the_keys_do_what_they_say(
 
 def test_closing_the_preview_window_quits(x_screen: Any, tmp_path: Path) -> None:
     photo(tmp_path / "photo.png")
-    run = Livedream(["-i", "photo.png", "--preview", *FAST], tmp_path)
+    run = LivedreamProcess(["-i", "photo.png", "--preview", *FAST], cwd=tmp_path)
     try:
         wait_for(lambda: x_screen.find_window("livedream") is not None)
         time.sleep(0.5)
         x_screen.close_window("livedream")
         assert run.wait() == 0
     finally:
-        run.kill()
+        run.close()
 
 
 def test_a_terminal_shows_a_progress_bar_that_ends_at_100_percent(

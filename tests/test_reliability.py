@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 import pytest
-from conftest import FAST
+from conftest import FAST, LivedreamProcess
 from rich.console import Console
 
 from livedream.cli import StreamRun, main, parse_args
@@ -425,28 +425,14 @@ def test_virtual_camera_failing_with_nothing_else_to_show_ends_the_run(
 # --- 3. interrupted renders; 7. nothing written where it should not be -----------------------
 
 
-class Render:
+class Render(LivedreamProcess):
     """A real ``livedream -i clip -o out`` process, watched through its stderr and its hidden
     temporary file."""
 
     def __init__(self, clip: Path, out: Path, args: list[str] = RENDER_ARGS) -> None:
         self.out = out
         self.temp = out.with_name(f".{out.name}.partial{out.suffix}")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "livedream", "-i", str(clip), "-o", str(out), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.err = ""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.err += line
+        super().__init__(["-i", str(clip), "-o", str(out), *args])
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -473,12 +459,6 @@ class Render:
         took = time.monotonic() - sent
         self._reader.join(5)
         return took
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._reader.join(5)
 
 
 @pytest.fixture(scope="module")
