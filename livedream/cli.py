@@ -44,6 +44,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
 DEMO_OUTPUT = Path("dream.mp4")
 VCAM_BACKEND_ENV = "LIVEDREAM_VCAM_BACKEND"  # a pyvirtualcam backend name, e.g. obs
+SLOW_HINT_AFTER = 20  # output frames into a live run: the dream's fps has settled by then
+SLOW_HINT_FPS = 8.0  # below this a live picture looks sluggish
 STEP_SIZE_FACTOR = 1.25  # one +/- key press: a quarter stronger or weaker
 MAX_STEPS = 20
 KEYS_HELP = (
@@ -871,8 +873,20 @@ class StreamRun:
             if not self._show(frame):
                 return
             display.update(stats)
+            if stats.output == SLOW_HINT_AFTER and self.live:
+                self._hint_if_slow()
             if max_frames is not None and stats.output >= max_frames:
                 return
+
+    def _hint_if_slow(self) -> None:
+        """Once, early in a live run: says how to go faster when the dream is slow here."""
+        rate = self.stats.dream_fps.rate()
+        if 0 < rate < SLOW_HINT_FPS:
+            log.info(
+                "dreaming at %.1f fps on this machine; --dream-size 240x180 or --steps 1 is "
+                "faster, and `make bench` shows the fastest --precision and --compile",
+                rate,
+            )
 
     def _report(self) -> None:
         stats = self.stats

@@ -358,3 +358,26 @@ def test_list_cameras_lists_what_opens_or_says_none(capsys: pytest.CaptureFixtur
         assert out == ["no webcams found (checked indices 0-9)"]
     else:  # one line a camera: "0: 640x480 @ 30 fps (V4L2)"
         assert all(":" in line and "x" in line for line in out)
+
+
+@pytest.mark.parametrize(("threshold", "hinted"), [(1e6, True), (0.0, False)])
+def test_a_slow_live_dream_says_how_to_go_faster(
+    threshold: float,
+    hinted: bool,
+    tmp_path: Path,
+    fake_vcam: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from conftest import FAKE_BACKEND
+
+    import livedream.cli
+
+    # Whether this machine counts as slow is set by the threshold; the wiring is under test.
+    monkeypatch.setattr(livedream.cli, "SLOW_HINT_FPS", threshold)
+    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
+    photo(tmp_path / "photo.png")
+    args = ["-i", str(tmp_path / "photo.png"), "--virtual-cam", "--no-preview"]
+    assert main([*args, "--max-frames", "22", *FAST]) == 0
+    err = capsys.readouterr().err
+    assert ("--dream-size 240x180 or --steps 1 is faster" in err) is hinted
