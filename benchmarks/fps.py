@@ -52,6 +52,7 @@ from rich.console import Console
 from rich.table import Table
 
 from livedream.cli import (
+    HelpFormatter,
     OneLineParser,
     import_tensorflow,
     layers_arg,
@@ -133,13 +134,21 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser = OneLineParser(
         prog="benchmarks/fps.py",
         description="Measure livedream's step cost, fps, latency, flicker and memory.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model", choices=sorted(MODELS), default="vgg16_hed")
+    parser.add_argument(
+        "--model", choices=sorted(MODELS), default="vgg16_hed", help="network to dream with"
+    )
     parser.add_argument(
         "--layers", type=layers_arg, default=None, help="comma-separated (default: the model's)"
     )
-    parser.add_argument("--dream-size", type=size_arg, default=(320, 240), metavar="WxH")
+    parser.add_argument(
+        "--dream-size",
+        type=size_arg,
+        default=(320, 240),
+        metavar="WxH",
+        help="size the dream runs at (default: 320x240, the targets' size)",
+    )
     parser.add_argument("--steps", type=positive_int, default=2, help="dream steps per frame")
     parser.add_argument(
         "--clip",

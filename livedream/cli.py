@@ -65,7 +65,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds "(default: X)" to a flag's help unless X is None/False or the help says it."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="livedream",
         description="Real-time DeepDream filter for webcams, video files and photos.",
         epilog=KEYS_HELP + ". Exit codes: 0 done, 1 error, 2 bad usage, 130 interrupted.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     io = parser.add_argument_group("input and output")
     io.add_argument(

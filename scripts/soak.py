@@ -24,7 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from livedream.cli import OneLineParser, layers_arg, positive_float, positive_int, size_arg
+from livedream.cli import (
+    HelpFormatter,
+    OneLineParser,
+    layers_arg,
+    positive_float,
+    positive_int,
+    size_arg,
+)
 
 WARMUP_FRAMES = 300  # ~10 s at 30 fps: the model is built, traced and its buffers allocated
 STOP_TIMEOUT = 30.0  # seconds stop() may wait for a dream call in flight: a leak, not a slow call
@@ -66,7 +73,7 @@ def rss_mib() -> float:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--frames", type=positive_int, default=10_000, help="frames the camera delivers"
@@ -75,7 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fps", type=positive_float, default=30.0, help="pace of the synthetic camera"
     )
     parser.add_argument(
-        "--size", type=size_arg, default=(640, 480), metavar="WxH", help="camera frame size"
+        "--size",
+        type=size_arg,
+        default=(640, 480),
+        metavar="WxH",
+        help="camera frame size (default: 640x480)",
     )
     parser.add_argument(
         "--dream-size",
@@ -85,7 +96,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="dream size (default: the CLI's own, 320x240 for a 640x480 camera)",
     )
     parser.add_argument(
-        "--layers", type=layers_arg, default=(), help="comma-separated layers (default: model's)"
+        "--layers",
+        type=layers_arg,
+        default=(),
+        help="comma-separated layers (default: the model's own)",
     )
     parser.add_argument("--precision", default="auto", help="auto, float32, bfloat16, float16")
     parser.add_argument(
