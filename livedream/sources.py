@@ -54,11 +54,15 @@ class CameraInfo:
     backend: str
 
 
+CLOSE_WAIT = 0.5  # seconds close() waits for a read in progress: well inside a 2 s shutdown
+
+
 class Source(ABC):
     """A stream of ``(H, W, 3)`` uint8 BGR frames.
 
-    ``read()`` and ``close()`` may be called from different threads: ``close()`` waits for a
-    ``read()`` in progress, and ``read()`` after ``close()`` returns ``None``.
+    ``read()`` and ``close()`` may be called from different threads: ``close()`` waits up to
+    ``CLOSE_WAIT`` seconds for a ``read()`` in progress (a read stuck in a driver then releases
+    the device itself when it returns), and ``read()`` after ``close()`` returns ``None``.
     """
 
     def __init__(self) -> None:
@@ -112,19 +116,30 @@ class Source(ABC):
         with self._lock:
             if self._closed:
                 return None
-            return self._read()
+            frame = self._read()
+            if self._closing.is_set():  # close() gave up waiting for this read: finish it here
+                self._closed = True
+                self._release()
+                return None
+            return frame
 
     def close(self) -> None:
         """Release the device or file. Safe to call twice and from any thread.
 
-        A ``read()`` in progress in another thread ends early (returning ``None``) first.
+        A ``read()`` in progress in another thread ends early (returning ``None``) first; one
+        stuck in a driver for more than ``CLOSE_WAIT`` seconds releases the device when it
+        returns, so closing never holds a shutdown up.
         """
         self._closing.set()
-        with self._lock:
+        if not self._lock.acquire(timeout=CLOSE_WAIT):
+            return
+        try:
             if self._closed:
                 return
             self._closed = True
             self._release()
+        finally:
+            self._lock.release()
 
     @abstractmethod
     def _read(self) -> Frame | None:

@@ -219,3 +219,48 @@ def test_a_character_device_path_is_opened_as_a_webcam() -> None:
     # /dev/v4l/by-id/... names are character devices like /dev/null, not files to decode.
     with pytest.raises(SourceError, match="cannot open webcam /dev/null"):
         open_source("/dev/null")
+
+
+def test_closing_does_not_wait_for_a_read_stuck_in_a_driver() -> None:
+    import threading
+    import time
+
+    from livedream.sources import Source
+
+    class StuckCamera(Source):
+        """A device whose read blocks in the driver until ``unstick`` is set."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.reading = threading.Event()
+            self.unstick = threading.Event()
+            self.released = threading.Event()
+
+        width = height = 8  # type: ignore[assignment]
+        fps = 30.0  # type: ignore[assignment]
+        frame_count = None  # type: ignore[assignment]
+        is_live = True  # type: ignore[assignment]
+        name = "stuck camera"  # type: ignore[assignment]
+
+        def _read(self) -> np.ndarray:
+            self.reading.set()
+            self.unstick.wait(10)
+            return np.zeros((8, 8, 3), np.uint8)
+
+        def _release(self) -> None:
+            self.released.set()
+
+    camera = StuckCamera()
+    results: list[object] = []
+    reader = threading.Thread(target=lambda: results.append(camera.read()))
+    reader.start()
+    assert camera.reading.wait(5)
+    started = time.monotonic()
+    camera.close()
+    assert time.monotonic() - started < 1.5  # a shutdown is not held up by the driver
+    assert not camera.released.is_set()  # the device is still in the stuck read's hands
+    camera.unstick.set()
+    reader.join(5)
+    assert results == [None]  # the frame read during closing is not handed out
+    assert camera.released.is_set() and camera.closed
+    assert camera.read() is None
