@@ -2,6 +2,9 @@
 
 import sys
 
-from livedream.cli import main
+try:
+    from livedream.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the command is still starting: nothing to finalize
+    sys.exit(130)
 
 sys.exit(main())
