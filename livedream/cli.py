@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import signal
+import statistics
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -33,6 +34,8 @@ from livedream.errors import LivedreamError, SinkError, UsageError, VirtualCamer
 from livedream.models import MODELS
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from livedream.dream import Dreamer
     from livedream.pipeline import Stats, TimedFrame
     from livedream.sinks import PreviewWindow, Sink, VirtualCameraSink
@@ -70,7 +73,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default in (None, False) or "default" in text:
+        if action.default is None or action.default is False or "default" in text:
             return text
         return super()._get_help_string(action)
 
@@ -483,7 +486,7 @@ def check_source(config: RunConfig, source: Source) -> bool:
         why = (
             "the preview is off (--no-preview)"
             if config.preview is False
-            else ("no display for a preview window here")
+            else "no display for a preview window here"
         )
         raise UsageError(
             f"nothing to show the dream on: {why}; give --output FILE or --virtual-cam"
@@ -706,7 +709,8 @@ class StreamRun:
         self.realtime: Sink | None = None
         if self.live and records and isinstance(self.sinks[0], VideoFileSink):
             self.realtime = self.sinks[0]
-        self.written = 0
+        self.written = 0  # frames in the real-time recording, held ones included
+        self.held: np.ndarray | None = None  # the last frame written there
         self.first_capture: float | None = None
         self.controls = Controls(mirror=config.mirror)
         presets = list(get_spec(config.dream.model).presets)
@@ -736,16 +740,19 @@ class StreamRun:
     def _deliver(self, frame: TimedFrame) -> None:
         """Writes ``frame`` to every output; drops a virtual camera that failed."""
         for sink in self.sinks:
-            repeats = 1
             if sink is self.realtime:
+                # The frame slot this capture falls in, at the camera's fps: the frame before is
+                # held until then, so the file plays in real time. Each frame is written at least
+                # once, so a camera that delivers in bursts costs no dreamed frame.
                 if self.first_capture is None:
                     self.first_capture = frame.captured
-                due = int((frame.captured - self.first_capture) * (self.source.fps or 30.0)) + 1
-                # At least once: a camera that delivers in bursts must not cost a dreamed frame.
-                repeats = max(1, due - self.written)
-                self.written += repeats
-            for _ in range(repeats):
-                sink.write(frame.image)
+                slot = int((frame.captured - self.first_capture) * (self.source.fps or 30.0))
+                while self.held is not None and self.written < slot:
+                    sink.write(self.held)
+                    self.written += 1
+                self.held = frame.image
+                self.written += 1
+            sink.write(frame.image)
         vcam = self.vcam
         if vcam is not None and vcam.failed:
             # The sink has warned already; the run goes on and ends with exit code 1.
@@ -880,11 +887,14 @@ class StreamRun:
 
     def _hint_if_slow(self) -> None:
         """Once, early in a live run: says how to go faster when the dream is slow here."""
-        rate = self.stats.dream_fps.rate()
-        if 0 < rate < SLOW_HINT_FPS:
+        seconds = self.stats.dream_seconds
+        if not seconds:
+            return
+        rate = 1.0 / max(1e-6, statistics.median(seconds))  # right even below 1 frame a second
+        if rate < SLOW_HINT_FPS:
             log.info(
                 "dreaming at %.1f fps on this machine; --dream-size 240x180 or --steps 1 is "
-                "faster, and `make bench` shows the fastest --precision and --compile",
+                "faster (the README's Performance section tells how to measure)",
                 rate,
             )
 
@@ -962,15 +972,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries(config.verbose)
     restore_logging = setup_logging(console, config.verbose)
     command = argv is None
-    with Interrupts(restore=not command) as interrupts:
-        try:
-            code = _main(config, args, console, interrupts)
-        except KeyboardInterrupt:  # raised into one of _main's own handlers
-            code = EXIT_INTERRUPTED
+    try:
+        with Interrupts(restore=not command) as interrupts:
+            try:
+                code = _main(config, args, console, interrupts)
+            except KeyboardInterrupt:  # raised into one of _main's own handlers
+                code = EXIT_INTERRUPTED
+    finally:
+        if not command:
+            restore_logging()
     if command:
         _exit_if_stuck(code, interrupted=code == EXIT_INTERRUPTED)
-    else:
-        restore_logging()
     return code
 
 
@@ -1019,6 +1031,21 @@ def _exit_if_stuck(code: int, *, interrupted: bool) -> None:
     os._exit(code)
 
 
+def _warn_if_slow_variant(config: DreamConfig) -> None:
+    """float16 is emulated and XLA slow on a CPU: say so when one is asked for there."""
+    from livedream.dream import choose_variant, detect_device
+
+    device = detect_device()
+    precision, compile_mode = choose_variant(config.precision, config.compile, device)
+    if device.kind == "cpu" and (precision == "float16" or compile_mode == "xla"):
+        log.warning(
+            "--precision %s --compile %s is far slower than auto on a CPU (14-16x on the "
+            "development machine); leave both on auto for speed",
+            precision,
+            compile_mode,
+        )
+
+
 def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
     from livedream.sources import ImageSource, open_source
 
@@ -1034,6 +1061,7 @@ def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
             soft_wrap=True,
         )
         import_tensorflow(config.verbose)
+        _warn_if_slow_variant(config.dream)
         if still:
             return run_still(config, source, console, interrupts)
         # From the first output file on, a signal asks for a clean stop instead of raising.

@@ -221,15 +221,7 @@ class DreamStep:
 
 def build_step(config: DreamConfig, layers: Sequence[str] | None = None) -> DreamStep:
     """Loads the model of ``config`` (at its resolved precision) and wraps it in a step."""
-    device = detect_device()
-    precision, compile_mode = choose_variant(config.precision, config.compile, device)
-    if device.kind == "cpu" and (precision == "float16" or compile_mode == "xla"):
-        log.warning(
-            "--precision %s --compile %s is over 10x slower than --precision auto --compile auto "
-            "on this CPU (see make bench)",
-            precision,
-            compile_mode,
-        )
+    precision, compile_mode = choose_variant(config.precision, config.compile, detect_device())
     model = load_model(
         config.model,
         config.layers if layers is None else layers,

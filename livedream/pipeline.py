@@ -165,6 +165,11 @@ def _put(
                 else:  # never drop the end marker: it was the last thing put
                     q.put_nowait(old)
                     return True
+    try:  # a frame finished as the pipeline stops still goes in when there is room
+        q.put_nowait(item)
+        return True
+    except queue.Full:
+        pass
     while not stop.is_set():
         try:
             q.put(item, timeout=POLL)
@@ -213,6 +218,7 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._ended = False
         self._lock = threading.Lock()
+        self._stopped = False  # stop() joined the threads once already
         self._capture_running = False  # under _lock: the capture thread may be inside read()
         self._capture_closes_source = False  # under _lock: stop() left the close to it
 
@@ -247,6 +253,9 @@ class Pipeline:
         """
         self.done.set()
         self._drain(self._captured)  # not yet dreamed: dropped
+        if self._stopped:  # the threads had their time once: a second stop() waits no more
+            return
+        self._stopped = True
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not threading.current_thread():

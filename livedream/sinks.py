@@ -297,7 +297,7 @@ class VideoFileSink(Sink):
         Safe to call twice and from any thread.
 
         Raises:
-            SinkError: the finished file could not be renamed into place.
+            OutputWriteError: the finished file could not be renamed into place.
         """
         with self._lock:
             if self._closed:
@@ -351,7 +351,7 @@ class ImageFileSink(Sink):
         """Save the last frame and rename it into place. Safe to call twice.
 
         Raises:
-            SinkError: the image could not be encoded or saved.
+            OutputWriteError: the image could not be encoded or saved.
         """
         with self._lock:
             if self._closed:

@@ -104,7 +104,7 @@ class Source(ABC):
 
     @property
     def closed(self) -> bool:
-        """True once ``close()`` was called."""
+        """True once the source was released (by ``close()``, or by the read it waited for)."""
         return self._closed
 
     def read(self) -> Frame | None:
@@ -116,12 +116,13 @@ class Source(ABC):
         with self._lock:
             if self._closed:
                 return None
-            frame = self._read()
-            if self._closing.is_set():  # close() gave up waiting for this read: finish it here
-                self._closed = True
-                self._release()
-                return None
-            return frame
+            try:
+                frame = self._read()
+            finally:
+                if self._closing.is_set():  # close() gave up waiting for this read: finish it
+                    self._closed = True
+                    self._release()
+            return None if self._closed else frame
 
     def close(self) -> None:
         """Release the device or file. Safe to call twice and from any thread.
