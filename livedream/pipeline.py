@@ -219,8 +219,6 @@ class Pipeline:
         self._ended = False
         self._lock = threading.Lock()
         self._stopped = False  # stop() joined the threads once already
-        self._capture_running = False  # under _lock: the capture thread may be inside read()
-        self._capture_closes_source = False  # under _lock: stop() left the close to it
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Pipeline:
@@ -233,13 +231,11 @@ class Pipeline:
                 threading.Thread(target=self._dream_loop, name="livedream-dream", daemon=True),
                 threading.Thread(target=self._capture_loop, name="livedream-capture", daemon=True),
             ]
-            self._capture_running = True
             try:
                 for thread in self._threads:
                     thread.start()
             except BaseException:
                 self.done.set()
-                self._capture_running = self._threads[-1].is_alive()
                 raise
         return self
 
@@ -247,8 +243,9 @@ class Pipeline:
         """Stops every thread and closes the source, within ``timeout`` seconds. Idempotent.
 
         A thread still busy after that (the dream inside one long TensorFlow call, a camera
-        read that blocks) is left behind as a daemon: it ends on its own, touches no sink, and
-        the capture thread then closes the source itself. ``alive_threads()`` lists them.
+        read that blocks) is left behind as a daemon: it ends on its own and touches no sink;
+        a read stuck in a driver releases the device when it returns (``Source.close``).
+        ``alive_threads()`` lists them.
         Frames already dreamed stay queued: ``next_frame(0)`` still hands them out.
         """
         self.done.set()
@@ -262,10 +259,6 @@ class Pipeline:
                 thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.debug("%s still busy after %.1f s; left as a daemon", thread.name, timeout)
-        with self._lock:
-            if self._capture_running:
-                self._capture_closes_source = True  # a read blocks: close when it returns
-                return
         self.source.close()
 
     def alive_threads(self) -> list[threading.Thread]:
@@ -366,11 +359,6 @@ class Pipeline:
             self._fail(exc, stop=False)
         finally:
             _put(self._captured, None, newest_wins=self.live, stop=stop, stats=stats)
-            with self._lock:
-                self._capture_running = False
-                close = self._capture_closes_source
-            if close:
-                self.source.close()
 
     def _dream_loop(self) -> None:
         stats, stop = self.stats, self.done

@@ -131,8 +131,9 @@ class Source(ABC):
         stuck in a driver for more than ``CLOSE_WAIT`` seconds releases the device when it
         returns, so closing never holds a shutdown up.
         """
+        asked_before = self._closing.is_set()  # a stuck read was waited for once: not again
         self._closing.set()
-        if not self._lock.acquire(timeout=CLOSE_WAIT):
+        if not self._lock.acquire(timeout=0 if asked_before else CLOSE_WAIT):
             return
         try:
             if self._closed:
