@@ -682,7 +682,10 @@ class StreamRun:
     shows them in the preview window (which macOS requires on the main thread).
     """
 
-    def __init__(self, config: RunConfig, source: Source, console: Console) -> None:
+    def __init__(
+        self, config: RunConfig, source: Source, console: Console, *, preview: bool | None = None
+    ) -> None:
+        """``preview``: what ``check_source`` decided, when the caller ran it already."""
         from livedream.models import get_spec
         from livedream.pipeline import Controls, Pipeline
         from livedream.sinks import PreviewWindow, VideoFileSink
@@ -696,7 +699,8 @@ class StreamRun:
         # A file (or a photo) rendered to a file loses nothing: the queues block. Everything
         # else drops frames to stay live.
         self.live = not ((is_file or isinstance(source, ImageSource)) and records)
-        preview = check_source(config, source)
+        if preview is None:
+            preview = check_source(config, source)
         self.vcam_error = ""  # why the virtual camera stopped mid-run, if it did
         self.window: PreviewWindow | None = PreviewWindow("livedream") if preview else None
         try:
@@ -1053,7 +1057,7 @@ def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
     source = open_source(config.input, width=config.width, height=config.height, fps=config.fps)
     with source:
         still = isinstance(source, ImageSource) and _is_image_path(config.output)
-        check_source(config, source)
+        preview = check_source(config, source)  # before TensorFlow's seconds of start-up
         console.print(
             f"starting TensorFlow for {source.name}...",
             highlight=False,
@@ -1066,4 +1070,4 @@ def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
             return run_still(config, source, console, interrupts)
         # From the first output file on, a signal asks for a clean stop instead of raising.
         interrupts.defer()
-        return StreamRun(config, source, console).run(interrupts)
+        return StreamRun(config, source, console, preview=preview).run(interrupts)
