@@ -9,7 +9,6 @@ in octaves. ``choose_variant`` picks precision and compile mode for the device.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,8 +24,6 @@ from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig
 from livedream.errors import AcceleratorMemoryError, UsageError
 from livedream.models import FeatureModel, load_model
 from livedream.temporal import FlowCarry, to_gray
-
-log = logging.getLogger(__name__)
 
 KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 

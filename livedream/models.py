@@ -12,15 +12,12 @@ Models:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from livedream.errors import LayerError, ModelError, OfflineError, WeightsError
-
-log = logging.getLogger(__name__)
 
 # Caffe-style means (B, G, R) of the HED weights; ImageNet VGG16 uses nearly the same ones.
 HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)

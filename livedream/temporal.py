@@ -25,6 +25,22 @@ class FlowEstimator:
         """Flow f with src(x) ~ dst(x + f(x)); both (H, W) uint8."""
         return self._dis.calc(src, dst, None)  # type: ignore[no-any-return]
 
+    def back_and_trust(
+        self, current: np.ndarray, previous: np.ndarray, coords: np.ndarray
+    ) -> tuple[Flow, np.ndarray]:
+        """The flow from ``current`` back to ``previous`` and how far to trust it per pixel.
+
+        Args:
+            current, previous: (H, W) uint8 grey frames.
+            coords: ``grid(H, W)``.
+
+        Returns:
+            (flow to warp the previous frame onto the current one, ``consistency`` mask).
+        """
+        back = self.flow(current, previous)
+        fwd = self.flow(previous, current)
+        return back, consistency(back, fwd, coords)
+
 
 def grid(height: int, width: int) -> np.ndarray:
     """Pixel coordinates (H, W, 2) float32, x then y."""
@@ -101,9 +117,7 @@ class FlowCarry:
         h, w = gray.shape
         if self._coords is None or self._coords.shape[:2] != (h, w):
             self._coords = grid(h, w)
-        back = self._estimator.flow(gray, prev)
-        fwd = self._estimator.flow(prev, gray)
-        mask = consistency(back, fwd, self._coords)
+        back, mask = self._estimator.back_and_trust(gray, prev, self._coords)
         warped = warp(residual, back, self._coords)
         carried: np.ndarray = warped * (mask * np.float32(blend))[..., None]
         return carried
@@ -150,10 +164,8 @@ def flicker(
         if prev_in is not None and prev_out is not None:
             if coords is None:
                 coords = grid(size[1], size[0])
-            g_cur, g_prev = to_gray(cur_in), to_gray(prev_in)
-            back = estimator.flow(g_cur, g_prev)
-            fwd = estimator.flow(g_prev, g_cur)
-            trusted = consistency(back, fwd, coords) >= 1.0
+            back, trust = estimator.back_and_trust(to_gray(cur_in), to_gray(prev_in), coords)
+            trusted = trust >= 1.0
             if trusted.any():
                 err_out = np.abs(cur_out - warp(prev_out, back, coords)).mean(axis=2)
                 err_in = np.abs(cur_in - warp(prev_in, back, coords)).mean(axis=2)
