@@ -51,19 +51,19 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from livedream.cli import (
+from livedream.args import (
     HelpFormatter,
     OneLineParser,
-    import_tensorflow,
     layers_arg,
     positive_int,
-    quiet_libraries,
     size_arg,
 )
 from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig
 from livedream.errors import LivedreamError, UsageError
+from livedream.media import Frame
 from livedream.models import MODELS, check_layers, get_spec
-from livedream.sources import Frame, Source, VideoFileSource
+from livedream.runtime import import_tensorflow, quiet_libraries
+from livedream.sources import Source, VideoFileSource
 
 if TYPE_CHECKING:
     from livedream.dream import Device, Dreamer, DreamStep
@@ -246,34 +246,13 @@ def read_frames(clip: Path, count: int) -> tuple[list[Frame], float]:
 class LoopingClip(Source):
     """A video file played again and again as a live source, for latency runs of any length."""
 
+    is_live = True
+
     def __init__(self, path: Path) -> None:
-        super().__init__()
+        super().__init__(f"{path} (looped)")
         self._path = path
         self._clip = VideoFileSource(path)
-
-    @property
-    def width(self) -> int:
-        return self._clip.width
-
-    @property
-    def height(self) -> int:
-        return self._clip.height
-
-    @property
-    def fps(self) -> float:
-        return self._clip.fps
-
-    @property
-    def frame_count(self) -> int | None:
-        return None
-
-    @property
-    def is_live(self) -> bool:
-        return True
-
-    @property
-    def name(self) -> str:
-        return f"{self._path} (looped)"
+        self.width, self.height, self.fps = self._clip.width, self._clip.height, self._clip.fps
 
     def _read(self) -> Frame | None:
         frame = self._clip.read()

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig
+from livedream.controls import Controls
 from livedream.errors import AcceleratorMemoryError, UsageError
 from livedream.models import FeatureModel, load_model
 from livedream.temporal import FlowCarry, to_gray
@@ -278,6 +279,19 @@ class Dreamer:
     def reset(self) -> None:
         """Drops the carried dream (scene cut, source switch)."""
         self._carry.reset()
+
+    def apply(self, controls: Controls) -> None:
+        """Brings the dream in line with the live ``controls`` before a frame."""
+        self.enabled = controls.enabled
+        self.steps = controls.steps
+        self.step_size = controls.step_size
+        self.flow = controls.flow
+        if controls.layers != self.layers:
+            self.set_layers(controls.layers)
+            self.reset()
+        if controls.reset:
+            controls.reset = False
+            self.reset()
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Dreams one frame: (H, W, 3) uint8 BGR in, the same out."""

@@ -21,11 +21,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from livedream.controls import Controls
 from livedream.dream import Dreamer
 from livedream.errors import AcceleratorMemoryError
 from livedream.sources import Source
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 1.0  # seconds all threads together get to stop: shutdown stays under 2 s
 POLL = 0.05  # seconds a blocked thread waits before looking at its stop event again
+IDLE_POLL = 0.02  # seconds the consumer waits for a frame before calling on_idle
 
 
 @dataclass
@@ -104,39 +106,6 @@ class Stats:
         return float(np.quantile(values, q) * 1000.0) if values else 0.0
 
 
-@dataclass
-class Controls:
-    """Settings the preview's keys change while the dream runs; read by the dream thread.
-
-    Plain attribute writes and reads are atomic in CPython; ``reset`` and ``layers`` are
-    requests the dream thread consumes before its next frame.
-    """
-
-    enabled: bool = True
-    steps: int | None = None  # None: leave the dreamer's own value
-    step_size: float | None = None
-    flow: bool | None = None
-    mirror: bool = False
-    layers: tuple[str, ...] | None = None
-    reset: bool = False
-
-    def apply(self, dreamer: Dreamer) -> None:
-        """Brings ``dreamer`` in line with the controls. Dream thread only."""
-        dreamer.enabled = self.enabled
-        if self.steps is not None:
-            dreamer.steps = self.steps
-        if self.step_size is not None:
-            dreamer.step_size = self.step_size
-        if self.flow is not None:
-            dreamer.flow = self.flow
-        if self.layers is not None and self.layers != dreamer.layers:
-            dreamer.set_layers(self.layers)
-            dreamer.reset()
-        if self.reset:
-            self.reset = False
-            dreamer.reset()
-
-
 def _put(
     q: queue.Queue[TimedFrame | None],
     item: TimedFrame | None,
@@ -187,7 +156,8 @@ class Pipeline:
         make_dreamer: builds the ``Dreamer`` in the dream thread (model load and compile).
         live: newest frame wins (drops, no lag); False: block, lose nothing.
         pace_fps: read the source at this rate (a file or still shown live); None: as it comes.
-        controls: runtime settings from the preview's keys.
+        controls: the live settings (keys): mirror is applied as frames enter, the rest by
+            the dream thread. None: the dreamer keeps its config's settings.
         max_frames: stop capturing after this many frames.
     """
 
@@ -205,11 +175,12 @@ class Pipeline:
         self.source = source
         self.live = live
         self.pace_fps = pace_fps
-        self.controls = controls if controls is not None else Controls()
+        self.controls = controls
         self.max_frames = max_frames
         self.stats = stats if stats is not None else Stats()
         self.dreamer: Dreamer | None = None
         self.error: BaseException | None = None  # the first failure of a worker thread
+        self.on_idle: Callable[[], None] | None = None  # called while __iter__ waits
         self.ready = threading.Event()  # set once the model is built (or failed to build)
         self.done = threading.Event()  # set by stop(): every thread winds down
         self._make_dreamer = make_dreamer
@@ -311,6 +282,23 @@ class Pipeline:
         self.stats.latencies.append(now - item.captured)
         return item
 
+    def __iter__(self) -> Iterator[TimedFrame]:
+        """Dreamed frames in order until the stream ends, fails or is stopped; starts the threads.
+
+        While it waits for the next frame it calls ``on_idle`` (a preview window stays
+        responsive: keys during a slow dream). After a stop (``done``), frames already dreamed
+        stay queued for ``next_frame(0)``.
+        """
+        self.start()
+        while not self.done.is_set():
+            frame = self.next_frame(IDLE_POLL)
+            if frame is not None:
+                yield frame
+            elif self.ended:
+                return
+            elif self.on_idle is not None:
+                self.on_idle()
+
     @property
     def ended(self) -> bool:
         """True once the last dreamed frame was taken (end of input, error or stop)."""
@@ -339,7 +327,7 @@ class Pipeline:
                 image = self.source.read()
                 if image is None:
                     break
-                if self.controls.mirror:
+                if self.controls is not None and self.controls.mirror:
                     image = np.ascontiguousarray(image[:, ::-1])
                 now = time.perf_counter()
                 stats.captured += 1
@@ -381,7 +369,8 @@ class Pipeline:
                     continue
                 if item is None or stop.is_set():
                     break
-                self.controls.apply(dreamer)
+                if self.controls is not None:
+                    dreamer.apply(self.controls)
                 started = time.perf_counter()
                 try:
                     item.image = dreamer(item.image)

@@ -6,6 +6,7 @@ Used by ``cli.py`` only; writes to stderr so stdout stays free for pipes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -63,9 +64,12 @@ class StatusDisplay:
     Args:
         console: where to draw; tests pass a recording console.
         total: frames a file render will produce; None for a live stream.
+        info: the settings rows (read each refresh, so key presses show at once).
     """
 
-    def __init__(self, console: Console, *, total: int | None, info: dict[str, str]) -> None:
+    def __init__(
+        self, console: Console, *, total: int | None, info: Callable[[], dict[str, str]]
+    ) -> None:
         self.console = console
         self.total = total
         self.info = info
@@ -105,7 +109,7 @@ class StatusDisplay:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=stats.output, fps=stats.output_fps.rate())
         elif self._live is not None:
-            self._live.update(status_table(stats, self.info))
+            self._live.update(status_table(stats, self.info()))
 
     def close(self, stats: Stats | None = None) -> None:
         """Draws the last state (when ``stats`` is given) and stops. Idempotent."""

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from livedream.cli import (
+from livedream.args import (
     HelpFormatter,
     OneLineParser,
     layers_arg,
@@ -189,7 +189,7 @@ def soak(args: argparse.Namespace) -> Figures:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from livedream.cli import import_tensorflow, quiet_libraries
+    from livedream.runtime import import_tensorflow, quiet_libraries
 
     quiet_libraries(verbose=False)
     import_tensorflow(verbose=False)

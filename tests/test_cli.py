@@ -14,7 +14,7 @@ import pytest
 from conftest import FAST, LivedreamProcess
 
 from livedream.cli import main
-from livedream.sinks import has_display
+from livedream.display import has_display
 
 
 def read_video(path: Path) -> tuple[list[np.ndarray], float]:
@@ -314,7 +314,8 @@ def test_a_terminal_shows_a_progress_bar_that_ends_at_100_percent(
 ) -> None:
     from rich.console import Console
 
-    from livedream.cli import StreamRun, parse_args
+    from livedream.args import parse_args
+    from livedream.run import StreamRun
     from livedream.sources import open_source
 
     clip = write_video(tmp_path / "in.avi", frames=12)
@@ -333,7 +334,8 @@ def test_a_terminal_shows_the_live_status_table(
     from conftest import FAKE_BACKEND
     from rich.console import Console
 
-    from livedream.cli import StreamRun, parse_args
+    from livedream.args import parse_args
+    from livedream.run import StreamRun
     from livedream.sources import open_source
 
     monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
@@ -371,10 +373,10 @@ def test_a_slow_live_dream_says_how_to_go_faster(
 ) -> None:
     from conftest import FAKE_BACKEND
 
-    import livedream.cli
+    import livedream.run
 
     # Whether this machine counts as slow is set by the threshold; the wiring is under test.
-    monkeypatch.setattr(livedream.cli, "SLOW_HINT_FPS", threshold)
+    monkeypatch.setattr(livedream.run, "SLOW_HINT_FPS", threshold)
     monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
     photo(tmp_path / "photo.png")
     args = ["-i", str(tmp_path / "photo.png"), "--virtual-cam", "--no-preview"]

@@ -68,20 +68,21 @@ def test_file_to_file_pipeline_loses_no_frame(
 
 
 def test_keys_change_what_they_say_in_the_dream(step: DreamStep) -> None:
-    from livedream.cli import KeyHandler
+    from livedream.config import RunConfig
+    from livedream.controls import Controls
     from livedream.models import get_spec
-    from livedream.pipeline import Controls
+    from livedream.preview import KeyHandler
 
-    controls = Controls()
+    controls = Controls.from_config(RunConfig(dream=CONFIG), CONFIG.layers)
     presets = get_spec("vgg16_hed").presets
-    keys = KeyHandler(controls, presets, CONFIG, current=CONFIG.layers)
+    keys = KeyHandler(controls, presets)
     dreamer = Dreamer(CONFIG, step=step)
     frame = SyntheticSource(width=160, height=120).read()
     assert frame is not None
 
     def press(key: str) -> None:
         keys.handle(ord(key))
-        controls.apply(dreamer)
+        dreamer.apply(controls)
 
     press("]")
     assert dreamer.steps == CONFIG.steps + 1
@@ -115,11 +116,15 @@ def test_keys_change_what_they_say_in_the_dream(step: DreamStep) -> None:
 
 
 def test_mirror_flips_the_captured_frames(step: DreamStep) -> None:
-    from livedream.pipeline import Controls
+    from dataclasses import replace
+
+    from livedream.config import RunConfig
+    from livedream.controls import Controls
 
     source = SyntheticSource(width=160, height=120, fps=30.0, frames=3, live=False)
     expected = [source.frame_at(i)[:, ::-1] for i in range(3)]
-    controls = Controls(mirror=True, enabled=False)  # dream off: frames pass as captured
+    controls = Controls.from_config(RunConfig(dream=CONFIG, mirror=True), CONFIG.layers)
+    controls = replace(controls, enabled=False)  # dream off: frames pass as captured
     with Pipeline(
         source, lambda: Dreamer(CONFIG, step=step), live=False, controls=controls
     ) as pipeline:

@@ -27,10 +27,12 @@ import pytest
 from conftest import FAST, LivedreamProcess
 from rich.console import Console
 
-from livedream.cli import StreamRun, main, parse_args
+from livedream.args import parse_args
+from livedream.cli import main
 from livedream.config import DreamConfig
 from livedream.errors import SourceLostError
 from livedream.pipeline import Pipeline
+from livedream.run import StreamRun
 from livedream.sinks import NullSink, VideoFileSink
 from livedream.sources import SyntheticSource, VideoFileSource, WebcamSource
 
@@ -325,7 +327,7 @@ def test_lost_webcam_ends_the_run_with_the_recording_finalized(tmp_path: Path, c
     assert run.stats.output > 0
     frames, width, height = count_frames(out)
     assert (width, height) == (160, 120)
-    assert frames == run.sinks[0].frames_written > 0  # type: ignore[attr-defined]
+    assert frames == run.outputs.sinks[0].frames_written > 0  # type: ignore[attr-defined]
     # The recording plays in real time: the frames dreamed are repeated to fill the gaps.
     assert frames >= run.stats.output
     assert hidden_files(tmp_path) == []

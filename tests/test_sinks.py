@@ -14,17 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
+from livedream.display import has_display
 from livedream.errors import DisplayError, SinkError, VirtualCameraError
+from livedream.preview import KEY_ESC, KEY_NONE, PreviewWindow, draw_hud
 from livedream.sinks import (
-    KEY_ESC,
-    KEY_NONE,
     ImageFileSink,
     NullSink,
-    PreviewWindow,
     VideoFileSink,
     VirtualCameraSink,
-    draw_hud,
-    has_display,
 )
 
 if TYPE_CHECKING:

@@ -158,7 +158,7 @@ def test_image_source_repeats_the_still(tmp_path: Path, numbered_frame: Numbered
     cv2.imwrite(str(path), still)
     with open_source(str(path), fps=12.0) as source:
         assert isinstance(source, ImageSource)
-        assert source.is_live
+        assert not source.is_live  # a photo can wait for the dream; a camera cannot
         assert source.frame_count is None
         assert (source.width, source.height, source.fps) == (96, 64, 12.0)
         frames = [source.read() for _ in range(5)]
@@ -170,12 +170,12 @@ def test_image_source_repeats_the_still(tmp_path: Path, numbered_frame: Numbered
     assert np.array_equal(frames[1], still)
 
 
-def test_image_source_not_live_gives_one_frame(
+def test_image_source_without_repeat_gives_one_frame(
     tmp_path: Path, numbered_frame: NumberedFrame
 ) -> None:
     path = tmp_path / "still.jpg"
     cv2.imwrite(str(path), numbered_frame(1, 64, 48))
-    with ImageSource(path, live=False) as source:
+    with ImageSource(path, repeat=False) as source:
         assert source.frame_count == 1
         assert source.read() is not None
         assert source.read() is None
@@ -230,17 +230,14 @@ def test_closing_does_not_wait_for_a_read_stuck_in_a_driver() -> None:
     class StuckCamera(Source):
         """A device whose read blocks in the driver until ``unstick`` is set."""
 
+        is_live = True
+
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__("stuck camera")
+            self.width = self.height = 8
             self.reading = threading.Event()
             self.unstick = threading.Event()
             self.released = threading.Event()
-
-        width = height = 8  # type: ignore[assignment]
-        fps = 30.0  # type: ignore[assignment]
-        frame_count = None  # type: ignore[assignment]
-        is_live = True  # type: ignore[assignment]
-        name = "stuck camera"  # type: ignore[assignment]
 
         def _read(self) -> np.ndarray:
             self.reading.set()

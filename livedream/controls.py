@@ -1,0 +1,70 @@
+"""The settings that change while a run goes on: one owner for each.
+
+The preview's keys write them, the status table and the overlay read them, the capture thread
+reads ``mirror`` and the dream thread applies the rest before each frame. Nothing on the main
+thread reaches into the dreamer: what the controls say is what the dream runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from livedream.config import RunConfig
+
+STEP_SIZE_FACTOR = 1.25  # one +/- key press: a quarter stronger or weaker
+MIN_STEP_SIZE, MAX_STEP_SIZE = 0.0005, 0.2
+MAX_STEPS = 20
+
+
+@dataclass
+class Controls:
+    """Live settings, seeded from the run's config.
+
+    Plain attribute writes and reads are atomic in CPython: the main thread writes, the worker
+    threads read. ``reset`` is a request the dream thread consumes before its next frame.
+
+    Attributes:
+        enabled: dream on (off: frames pass through).
+        steps: gradient steps per dreamed frame.
+        step_size: strength, as a fraction of the 0..255 range per step.
+        flow: carry the dream along the optical flow (off: in place).
+        mirror: flip frames left-right where they enter (capture thread).
+        layers: the layers being dreamed.
+        reset: drop the carried dream before the next frame.
+    """
+
+    steps: int
+    step_size: float
+    flow: bool
+    layers: tuple[str, ...]
+    mirror: bool = False
+    enabled: bool = True
+    reset: bool = False
+
+    @classmethod
+    def from_config(cls, config: RunConfig, layers: tuple[str, ...]) -> Controls:
+        """The controls a run starts with; ``layers``: the ones the dream starts on."""
+        dream = config.dream
+        return cls(
+            steps=dream.steps,
+            step_size=dream.step_size,
+            flow=dream.flow,
+            layers=layers,
+            mirror=config.mirror,
+        )
+
+    def stronger(self) -> None:
+        """A quarter stronger, up to a limit."""
+        self.step_size = min(MAX_STEP_SIZE, self.step_size * STEP_SIZE_FACTOR)
+
+    def weaker(self) -> None:
+        """A quarter weaker, down to a limit."""
+        self.step_size = max(MIN_STEP_SIZE, self.step_size / STEP_SIZE_FACTOR)
+
+    def more_steps(self) -> None:
+        """One more step per frame, up to ``MAX_STEPS``."""
+        self.steps = min(MAX_STEPS, self.steps + 1)
+
+    def fewer_steps(self) -> None:
+        """One step fewer per frame, at least one."""
+        self.steps = max(1, self.steps - 1)

@@ -1,0 +1,130 @@
+"""The run plan: what kind of run this is, decided once at the door and frozen.
+
+``check_request`` looks at the flags alone (before any camera, file or TensorFlow is opened);
+``plan_run`` looks at the opened source too and decides everything the run then follows:
+a still photo or a stream, live or not, the pace, the frame total, the preview.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from livedream.config import RunConfig
+from livedream.errors import SinkError, UsageError
+from livedream.media import is_image_path
+from livedream.sources import ImageSource, Source
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How one run goes, decided once from the flags and the opened source.
+
+    Attributes:
+        still: a photo dreamed in octaves to an image file (no stream at all).
+        live: newest frame wins and lag never builds up (frames may be dropped); False: a
+            file or a photo rendered to a file, where nothing is lost.
+        preview: show the preview window.
+        pace_fps: read the source at this rate (a file or photo played live); None: as it comes.
+        max_frames: stop capturing after this many frames (a file render); None: no limit.
+        total: frames a file render will produce (the progress bar); None for a live run.
+        fps: the rate outputs run at (the recording, the virtual camera).
+        realtime_recording: the recording keeps real time by holding frames (a live run).
+    """
+
+    still: bool
+    live: bool
+    preview: bool
+    pace_fps: float | None
+    max_frames: int | None
+    total: int | None
+    fps: float
+    realtime_recording: bool
+
+
+def check_request(config: RunConfig) -> None:
+    """Checks what can be checked before a camera, a file or TensorFlow is opened.
+
+    The model and its layers, a ``--weights`` file, the ``--output`` path (folder, rights, an
+    existing file) and an explicit ``--preview``: each fails here in one line, in well under a
+    second, instead of after the model has loaded.
+
+    Raises:
+        LayerError, WeightsError, SinkError, DisplayError: with a one-line reason.
+    """
+    from livedream.display import check_display
+    from livedream.models import check_layers, check_weights_file, get_spec
+    from livedream.sinks import check_output_path
+
+    check_layers(get_spec(config.dream.model), config.dream.layers)
+    if config.dream.weights is not None:
+        # The same check load_model() makes in the dream thread, made early.
+        check_weights_file(config.dream.weights)
+    if config.output is not None:
+        check_output_path(config.output, overwrite=config.overwrite)
+    if config.preview:
+        check_display()
+
+
+def plan_run(config: RunConfig, source: Source) -> RunPlan:
+    """Checks that the outputs fit the opened ``source`` and decides how the run goes.
+
+    Raises:
+        UsageError: an image output for a video, a video from a photo without --max-frames,
+            or nothing at all to show the dream on.
+    """
+    from livedream.display import has_display
+
+    photo = isinstance(source, ImageSource)
+    if is_image_path(config.output):
+        if not photo:
+            raise SinkError(
+                f"--output {config.output} is an image but the input is a video; "
+                "give a video file (.mp4 .avi .mkv .mov)"
+            )
+        return RunPlan(
+            still=True,
+            live=False,
+            preview=False,
+            pace_fps=None,
+            max_frames=None,
+            total=1,
+            fps=source.fps,
+            realtime_recording=False,
+        )
+    records = config.output is not None
+    if photo and records and config.max_frames is None:
+        raise UsageError(
+            f"{source.name} is a photo: a video from it needs --max-frames N "
+            "(or give an image --output for the octave dream)"
+        )
+    preview = config.preview
+    if preview is None:
+        preview = has_display() and not records and config.virtual_cam is None
+    if not preview and not records and config.virtual_cam is None:
+        why = (
+            "the preview is off (--no-preview)"
+            if config.preview is False
+            else "no display for a preview window here"
+        )
+        raise UsageError(
+            f"nothing to show the dream on: {why}; give --output FILE or --virtual-cam"
+            + ("" if config.preview is False else ", or run where a display exists")
+        )
+    # A file (or a photo) rendered to a file loses nothing: the queues block. Everything
+    # else drops frames to stay live.
+    live = source.is_live or not records
+    total = None
+    if not live:
+        total = source.frame_count or config.max_frames
+        if total is not None and config.max_frames is not None:
+            total = min(total, config.max_frames)
+    return RunPlan(
+        still=False,
+        live=live,
+        preview=preview,
+        pace_fps=source.fps if live and not source.is_live else None,
+        max_frames=None if live else config.max_frames,
+        total=total,
+        fps=source.fps,
+        realtime_recording=live and records,
+    )

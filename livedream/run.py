@@ -1,0 +1,225 @@
+"""The run itself: a photo dreamed in octaves, or a stream through the pipeline to the outputs.
+
+The main thread takes dreamed frames from the pipeline and writes them to every output (the
+preview window among them: macOS requires windows on the main thread)::
+
+    for frame in pipeline:
+        outputs.write(frame.image, at=frame.captured)
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Callable
+
+from rich.console import Console
+
+from livedream.config import RunConfig
+from livedream.controls import Controls
+from livedream.dream import Dreamer, choose_variant, detect_device
+from livedream.models import get_spec
+from livedream.outputs import Outputs
+from livedream.pipeline import Pipeline, Stats
+from livedream.plan import RunPlan, plan_run
+from livedream.preview import KeyHandler, PreviewWindow, loading_frame
+from livedream.runtime import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Interrupts, print_error
+from livedream.sinks import Sink
+from livedream.sources import ImageSource, Source
+from livedream.ui import StatusDisplay, hud_lines
+
+log = logging.getLogger("livedream")
+
+SLOW_HINT_AFTER = 20  # output frames into a live run: the dream's fps has settled by then
+SLOW_HINT_FPS = 8.0  # below this a live picture looks sluggish
+
+
+def run_still(
+    config: RunConfig,
+    plan: RunPlan,
+    source: ImageSource,
+    console: Console,
+    interrupts: Interrupts | None = None,
+) -> int:
+    """A photo to an image file: octaves, the classic look.
+
+    Ctrl-C while dreaming stops at once and writes nothing; once the picture is dreamed it is
+    saved whatever comes.
+    """
+    from livedream.dream import dream_image
+
+    with Outputs.open(config, plan, source) as outputs:
+        with console.status("dreaming the photo in octaves..."):
+            image = dream_image(source.image, config.dream)
+        if interrupts is not None:
+            interrupts.defer()
+        outputs.write(image)
+    if interrupts is not None and interrupts.requested.is_set():
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def layer_presets(config: RunConfig) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The layers the dream starts on, and the presets ``l`` cycles through (those included)."""
+    spec = get_spec(config.dream.model)
+    current = config.dream.layers or spec.default_layers
+    presets = list(spec.presets)
+    if config.dream.layers and config.dream.layers not in presets:
+        presets.insert(0, config.dream.layers)
+    return current, presets
+
+
+class StreamRun:
+    """A stream (webcam, video file, photo shown live) through the pipeline to the outputs.
+
+    Args:
+        config: the run's settings.
+        source: the opened input; closed when the run ends.
+        console: where the status table or progress bar goes.
+        plan: decided by ``plan_run`` (made here when None).
+    """
+
+    def __init__(
+        self, config: RunConfig, source: Source, console: Console, *, plan: RunPlan | None = None
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.console = console
+        self.plan = plan if plan is not None else plan_run(config, source)
+        layers, presets = layer_presets(config)
+        self.controls = Controls.from_config(config, layers)
+        self.keys = KeyHandler(self.controls, presets, hud=config.hud)
+        self.pipeline = Pipeline(
+            source,
+            _make_dreamer(config),
+            live=self.plan.live,
+            pace_fps=self.plan.pace_fps,
+            controls=self.controls,
+            max_frames=self.plan.max_frames,
+        )
+        self.outputs = Outputs.open(config, self.plan, source, preview=self._window)
+
+    def _window(self) -> Sink:
+        return PreviewWindow(
+            "livedream",
+            keys=self.keys,
+            overlay=lambda: hud_lines(self.stats, self.info()),
+            loading=loading_frame(self.source.width, self.source.height),
+        )
+
+    @property
+    def stats(self) -> Stats:
+        return self.pipeline.stats
+
+    def info(self) -> dict[str, str]:
+        """The rows of the status table and the overlay: what is dreamed, as the keys set it."""
+        source, dream, c = self.source, self.config.dream, self.controls
+        w, h = dream.size_for(source.width, source.height)
+        precision, compile_mode = choose_variant(dream.precision, dream.compile, detect_device())
+        return {
+            "input": f"{source.name} {source.width}x{source.height} @ {source.fps:.3g} fps",
+            "model": f"{dream.model} ({','.join(c.layers)})",
+            "dream": f"{w}x{h}, {c.steps} steps of {c.step_size:.4f}, "
+            f"flow {'on' if c.flow else 'off'}, {precision}, {compile_mode}"
+            + ("" if c.enabled else ", off"),
+        }
+
+    def run(self, interrupts: Interrupts | None = None) -> int:
+        """Runs until the input ends, the user quits, an error or an interrupt; returns the code.
+
+        Whatever ends the run, every frame already dreamed reaches the outputs and the files
+        are finalized before this returns or raises.
+
+        Raises:
+            LivedreamError: the input was lost or the dream failed (outputs finalized first).
+        """
+        if interrupts is None:
+            with Interrupts() as own:
+                return self.run(own)
+        pipeline, outputs = self.pipeline, self.outputs
+        display = StatusDisplay(self.console, total=self.plan.total, info=self.info)
+        interrupts.defer(pipeline.done.set)
+        try:
+            if not interrupts.requested.is_set():
+                pipeline.start()
+                self._wait_for_model(interrupts)
+                with display:
+                    self._loop(display)
+                    pipeline.stop()  # the threads end; what they already dreamed stays queued
+                    limit = self.config.max_frames
+                    while limit is None or self.stats.output < limit:
+                        if (frame := pipeline.next_frame(0)) is None:
+                            break
+                        outputs.write(frame.image, at=frame.captured)
+                    display.close(self.stats)  # the last state: a finished bar reads 100%
+        finally:
+            pipeline.stop()
+            outputs.close()
+        self._report()
+        if interrupts.requested.is_set():
+            return EXIT_INTERRUPTED
+        if pipeline.error is not None:
+            raise pipeline.error
+        if self.source.damage_message:
+            print_error(self.console, self.source.damage_message)
+            return EXIT_ERROR
+        if outputs.failures:
+            print_error(
+                self.console, f"{outputs.failures[0]}; the other outputs went on to the end"
+            )
+            return EXIT_ERROR
+        return EXIT_OK
+
+    def _wait_for_model(self, interrupts: Interrupts) -> None:
+        with self.console.status(f"loading {self.config.dream.model} and compiling the dream..."):
+            while not self.pipeline.ready.wait(0.03) and not interrupts.requested.is_set():
+                self.outputs.idle()
+
+    def _loop(self, display: StatusDisplay) -> None:
+        pipeline, outputs, stats = self.pipeline, self.outputs, self.stats
+        max_frames = self.config.max_frames
+
+        def idle() -> None:  # while the dream works on the next frame
+            outputs.idle()
+            display.update(stats)
+            if outputs.stop_requested:
+                pipeline.done.set()
+
+        pipeline.on_idle = idle
+        for frame in pipeline:
+            outputs.write(frame.image, at=frame.captured)
+            display.update(stats)
+            if stats.output == SLOW_HINT_AFTER and self.plan.live:
+                self._hint_if_slow()
+            if outputs.stop_requested or (max_frames is not None and stats.output >= max_frames):
+                return
+
+    def _hint_if_slow(self) -> None:
+        """Once, early in a live run: says how to go faster when the dream is slow here."""
+        seconds = self.stats.dream_seconds
+        if not seconds:
+            return
+        rate = 1.0 / max(1e-6, statistics.median(seconds))  # right even below 1 frame a second
+        if rate < SLOW_HINT_FPS:
+            log.info(
+                "dreaming at %.1f fps on this machine; --dream-size 240x180 or --steps 1 is "
+                "faster (the README's Performance section tells how to measure)",
+                rate,
+            )
+
+    def _report(self) -> None:
+        stats = self.stats
+        log.info(
+            "%d frames out, %d dropped to stay live, latency p50 %.0f ms, p95 %.0f ms",
+            stats.output,
+            stats.dropped,
+            stats.latency_ms(0.5),
+            stats.latency_ms(0.95),
+        )
+
+
+def _make_dreamer(config: RunConfig) -> Callable[[], Dreamer]:
+    def make() -> Dreamer:
+        return Dreamer(config.dream)
+
+    return make

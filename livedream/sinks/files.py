@@ -1,0 +1,300 @@
+"""Files: a video file and an image file, each written under a hidden temporary name and
+renamed into place on ``close()``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import cv2
+
+from livedream.errors import OutputWriteError, SinkError
+from livedream.media import IMAGE_EXTENSIONS, Frame, check_frame, is_image_path
+from livedream.sinks.base import Sink
+
+logger = logging.getLogger(__name__)
+
+# Container -> codec that this OpenCV build writes without extra libraries.
+VIDEO_FOURCCS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+
+
+def _check_target(path: Path, *, overwrite: bool, extensions: tuple[str, ...], kind: str) -> None:
+    """Raise ``SinkError`` unless a file can be created at ``path``."""
+    suffix = path.suffix.lower()
+    if suffix not in extensions:
+        raise SinkError(
+            f"cannot write {path}: unknown {kind} format {suffix or '(no extension)'!r}; "
+            f"expected one of {' '.join(extensions)}"
+        )
+    folder = path.parent
+    if not folder.exists():
+        # Walk up to the first missing part: a file in the way reads better than "missing".
+        for parent in (folder, *folder.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise SinkError(
+                        f"cannot write {path}: {parent} is a file, not a folder; "
+                        "choose another output path"
+                    )
+                break
+        raise SinkError(f"cannot write {path}: folder {folder} does not exist; create it first")
+    if not folder.is_dir():
+        raise SinkError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SinkError(f"cannot write {path}: folder {folder} is not writable; choose another")
+    if path.is_dir():
+        raise SinkError(f"cannot write {path}: it is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise SinkError(
+            f"cannot write {path}: the file already exists; pass --overwrite to replace it "
+            "or choose another name"
+        )
+    _probe_folder(path)
+
+
+def _probe_folder(path: Path) -> None:
+    """Creates and removes a hidden file beside ``path``: the only sure test of writing there.
+
+    ``os.access`` says yes to root on a read-only file system, a full disk or a quota.
+    """
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    except OSError as e:
+        raise SinkError(
+            f"cannot write {path}: creating a file in {path.parent} failed ({e.strerror}); "
+            "choose another folder"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_path(path: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Checks that a video or image file can be created at ``path``, before any work starts.
+
+    Raises:
+        SinkError: an unknown extension, a missing or read-only folder, or an existing file
+            without ``overwrite``, with a one-line reason.
+    """
+    path = Path(path)
+    if is_image_path(path):
+        _check_target(path, overwrite=overwrite, extensions=IMAGE_EXTENSIONS, kind="image")
+    else:
+        _check_target(path, overwrite=overwrite, extensions=tuple(VIDEO_FOURCCS), kind="video")
+
+
+def _temp_path(path: Path) -> Path:
+    # Hidden, beside the target (same file system, so the rename is atomic), and ending in the
+    # target's extension so OpenCV picks the same container: .dream.mp4.partial.mp4
+    return path.with_name(f".{path.name}.partial{path.suffix}")
+
+
+def _publish(temp: Path, path: Path) -> None:
+    try:
+        os.replace(temp, path)
+    except OSError as e:
+        raise OutputWriteError(
+            f"cannot move the finished {temp.name} to {path}: {e.strerror}; "
+            f"the frames are kept in {temp}"
+        ) from e
+
+
+class VideoFileSink(Sink):
+    """A video file, written under a hidden temporary name and renamed into place on ``close()``.
+
+    The codec follows the extension: mp4v for .mp4/.mov/.mkv, MJPG for .avi. ``write()`` and
+    ``close()`` may be called from different threads; ``write()`` after ``close()`` is ignored.
+
+    ``realtime=True`` (a live run's recording) keeps the file's timing at ``fps`` by the
+    frames' capture times: a frame is held (written again) until the next one's slot, so the
+    file plays in real time however fast the frames came. Each frame is written at least once,
+    so a camera that delivers in bursts costs no frame.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        overwrite: bool = False,
+        realtime: bool = False,
+    ) -> None:
+        self._path = Path(path)
+        _check_target(
+            self._path, overwrite=overwrite, extensions=tuple(VIDEO_FOURCCS), kind="video"
+        )
+        if width <= 0 or height <= 0 or not fps > 0:
+            raise SinkError(
+                f"cannot write {self._path}: size and fps must be above 0, got "
+                f"{width}x{height} at {fps:g} fps"
+            )
+        if width % 2 or height % 2:
+            logger.warning(
+                "%s: odd frame size %dx%d; the encoder stores %dx%d",
+                self._path,
+                width,
+                height,
+                width - width % 2,
+                height - height % 2,
+            )
+        self._shape = (height, width, 3)
+        self._fps = float(fps)
+        self._temp = _temp_path(self._path)
+        fourcc = VIDEO_FOURCCS[self._path.suffix.lower()]
+        self._writer = cv2.VideoWriter(
+            str(self._temp), cv2.VideoWriter.fourcc(*fourcc), self._fps, (width, height)
+        )
+        if not self._writer.isOpened():
+            self._temp.unlink(missing_ok=True)
+            raise SinkError(
+                f"cannot write {self._path}: OpenCV could not start a {fourcc!r} writer "
+                f"for {width}x{height} at {fps:g} fps; try another extension (.avi)"
+            )
+        self._lock = threading.Lock()
+        self._closed = False
+        self._frames = 0
+        self._realtime = realtime
+        self._first_at: float | None = None
+        self._held: Frame | None = None  # the last frame written (real-time mode)
+        logger.info(
+            "writing %s (%dx%d, %.3g fps, %s) via %s",
+            self._path,
+            width,
+            height,
+            fps,
+            fourcc,
+            self._temp.name,
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self._path)
+
+    @property
+    def path(self) -> Path:
+        """The file the video ends up in on ``close()``."""
+        return self._path
+
+    @property
+    def temp_path(self) -> Path:
+        """The hidden file written to until ``close()``."""
+        return self._temp
+
+    @property
+    def frames_written(self) -> int:
+        """Frames written so far."""
+        return self._frames
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
+
+    def write(self, frame: Frame, *, at: float | None = None) -> None:
+        """Append one ``(H, W, 3)`` uint8 BGR frame of the size given at construction.
+
+        Args:
+            frame: the picture.
+            at: its capture time (``time.perf_counter()``); used in real-time mode only.
+
+        Raises:
+            ValueError: the frame has another shape.
+        """
+        check_frame(frame, self._shape)
+        with self._lock:
+            if self._closed:
+                logger.debug("%s: frame after close() dropped", self._path)
+                return
+            if self._realtime and at is not None:
+                if self._first_at is None:
+                    self._first_at = at
+                slot = int((at - self._first_at) * self._fps)  # this frame's place in the file
+                while self._held is not None and self._frames < slot:
+                    self._writer.write(self._held)
+                    self._frames += 1
+                self._held = frame
+            self._writer.write(frame)
+            self._frames += 1
+
+    def close(self) -> None:
+        """Finish the file and rename it into place; with no frame written, create nothing.
+
+        Safe to call twice and from any thread.
+
+        Raises:
+            OutputWriteError: the finished file could not be renamed into place.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._writer.release()
+            if self._frames == 0:
+                self._temp.unlink(missing_ok=True)
+                logger.info("%s: no frame written, no file created", self._path)
+                return
+            _publish(self._temp, self._path)
+            logger.info("wrote %s: %d frames", self._path, self._frames)
+
+
+class ImageFileSink(Sink):
+    """An image file holding the last frame written, created on ``close()`` (temp + rename)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        self._path = Path(path)
+        _check_target(self._path, overwrite=overwrite, extensions=IMAGE_EXTENSIONS, kind="image")
+        self._temp = _temp_path(self._path)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._last: Frame | None = None
+        self._frames = 0
+
+    @property
+    def name(self) -> str:
+        return str(self._path)
+
+    @property
+    def path(self) -> Path:
+        """The image file created on ``close()``."""
+        return self._path
+
+    @property
+    def frames_written(self) -> int:
+        """Frames taken so far (only the last one is saved)."""
+        return self._frames
+
+    def write(self, frame: Frame, *, at: float | None = None) -> None:
+        """Keep one ``(H, W, 3)`` uint8 BGR frame as the picture to save."""
+        check_frame(frame)
+        with self._lock:
+            if self._closed:
+                return
+            self._last = frame.copy()
+            self._frames += 1
+
+    def close(self) -> None:
+        """Save the last frame and rename it into place. Safe to call twice.
+
+        Raises:
+            OutputWriteError: the image could not be encoded or saved.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._last is None:
+                return
+            ok, data = cv2.imencode(self._path.suffix.lower(), self._last)
+            if not ok:
+                raise OutputWriteError(f"cannot encode {self._path}: OpenCV has no writer for it")
+            try:
+                self._temp.write_bytes(data.tobytes())
+            except OSError as e:
+                self._temp.unlink(missing_ok=True)
+                raise OutputWriteError(f"cannot write {self._path}: {e.strerror}") from e
+            _publish(self._temp, self._path)
+            logger.info("wrote %s", self._path)
