@@ -139,6 +139,23 @@ def test_missing_bundled_weights_exit_1_with_the_fix(
 
 
 @pytest.mark.usefixtures("headless")
+def test_without_tensorflow_exit_1_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing() -> None:
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    monkeypatch.setattr(doctor, "_import_tensorflow_quietly", missing)
+    code, text = doctor_text()
+    rows = table_rows(text)
+    assert code == 1
+    status, detail, fix = rows["tensorflow"]
+    assert status == "problem (required)" and "cannot import TensorFlow" in detail
+    assert "pip install 'tensorflow>=2.16'" in fix
+    assert rows["cpu"] == ("info", "not checked: needs TensorFlow", "")
+    assert rows["cameras"][0] == "problem"  # the checks that need no TensorFlow still ran
+    assert "Traceback" not in text
+
+
+@pytest.mark.usefixtures("headless")
 def test_a_check_that_raises_becomes_a_problem_row(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(max_index: int = 10) -> list[sources.CameraInfo]:
         raise RuntimeError("driver exploded")
