@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument("--list-cameras", action="store_true", help="list webcams and exit")
     io.add_argument(
+        "--doctor",
+        action="store_true",
+        help="check this machine (TensorFlow, cameras, display, virtual camera, weights), "
+        "say how to fix each problem, and exit",
+    )
+    io.add_argument(
         "--max-frames",
         type=positive_int,
         default=None,

@@ -75,6 +75,10 @@ def _main(
     try:
         if args.list_cameras:
             return list_cameras_command(Console())
+        if args.doctor:
+            from livedream.doctor import run_doctor
+
+            return run_doctor(Console())
         return _run(config, console, interrupts)
     except LivedreamError as exc:
         print_error(console, str(exc))

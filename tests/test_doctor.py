@@ -13,8 +13,9 @@ import pytest
 from conftest import FAKE_BACKEND, FakeCameraLog
 from rich.console import Console
 
-from livedream import doctor, models, sources
-from livedream.doctor import VCAM_BACKEND_ENV, run_doctor
+from livedream import models, runtime, sources
+from livedream.doctor import checks, run_doctor
+from livedream.outputs import VCAM_BACKEND_ENV
 
 
 def table_rows(text: str) -> dict[str, tuple[str, str, str]]:
@@ -140,10 +141,10 @@ def test_missing_bundled_weights_exit_1_with_the_fix(
 
 @pytest.mark.usefixtures("headless")
 def test_without_tensorflow_exit_1_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing() -> None:
+    def missing(verbose: bool = False) -> None:
         raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
 
-    monkeypatch.setattr(doctor, "_import_tensorflow_quietly", missing)
+    monkeypatch.setattr(runtime, "import_tensorflow", missing)
     code, text = doctor_text()
     rows = table_rows(text)
     assert code == 1
@@ -178,7 +179,7 @@ def test_a_hanging_camera_probe_is_cut_short(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(sources, "list_cameras", stuck)
     started = time.monotonic()
     try:
-        (row,) = doctor.check_cameras(timeout=0.5)
+        (row,) = checks.check_cameras(timeout=0.5)
     finally:
         release.set()
     assert time.monotonic() - started < 10  # a bound on the hang, not a timing
@@ -213,7 +214,7 @@ def test_loopback_devices_and_exclusive_caps_are_read_from_sysfs(
         (node / "name").write_text("livedream\n")
     if exclusive_caps is not None:
         (parameters / "exclusive_caps").write_text(exclusive_caps + "\n")
-    (row,) = doctor.check_loopback(sys_root=sys_root, dev_root=Path("/dev"))
+    (row,) = checks.check_loopback(sys_root=sys_root, dev_root=Path("/dev"))
     assert row.status == status and said in row.detail
     if device:
         assert "/dev/video4 (livedream)" in row.detail
@@ -228,7 +229,7 @@ def test_video_nodes_are_listed_with_their_names(tmp_path: Path) -> None:
         (dev_root / f"video{n}").touch()
     (sys_root / "class" / "video4linux" / "video2").mkdir(parents=True)
     (sys_root / "class" / "video4linux" / "video2" / "name").write_text("HD Webcam\n")
-    (row,) = doctor.check_video_nodes(dev_root=dev_root, sys_root=sys_root)
+    (row,) = checks.check_video_nodes(dev_root=dev_root, sys_root=sys_root)
     assert row.detail == f"{dev_root}/video2 (HD Webcam), {dev_root}/video10"
 
 
@@ -237,8 +238,8 @@ def test_the_keras_cache_says_which_weights_will_download(
 ) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / doctor.KERAS_WEIGHT_FILES["vgg16"]).write_bytes(b"\0" * 2_000_000)
-    rows = {row.check: row for row in doctor.check_keras_cache()}
+    (tmp_path / "models" / checks.KERAS_WEIGHT_FILES["vgg16"]).write_bytes(b"\0" * 2_000_000)
+    rows = {row.check: row for row in checks.check_keras_cache()}
     assert str(tmp_path / "models") in rows["keras cache"].detail
     assert rows["vgg16 weights"].detail.startswith("cached")
     assert "will download on first use, needs network" in rows["inception_v3 weights"].detail
@@ -251,7 +252,7 @@ def test_the_weight_file_names_are_the_ones_keras_downloads() -> None:
         "inception_v3": inception_v3.WEIGHTS_PATH_NO_TOP.rsplit("/", 1)[1],
         "vgg16": vgg16.WEIGHTS_PATH_NO_TOP.rsplit("/", 1)[1],
     }
-    assert downloaded == doctor.KERAS_WEIGHT_FILES
+    assert downloaded == checks.KERAS_WEIGHT_FILES
 
 
 def test_the_module_runs_on_its_own_without_a_traceback() -> None:
