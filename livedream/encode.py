@@ -425,12 +425,14 @@ class _SoundCarrier:
         return bool(self._tracks)
 
     def pump(self, until: float) -> None:
-        """Mux the sound packets that start before ``until`` seconds."""
+        """Mux the sound before ``until`` seconds (the start of the newest frame)."""
         while (packet := self._next()) is not None:
             if self._time(packet) >= until:
-                return  # kept as pending for the next call
+                break  # kept as pending for the next call
             self._pending = None
-            self._tracks[packet.stream.index].put(packet, None)
+            self._tracks[packet.stream.index].put(packet, until)
+        for track in self._tracks.values():
+            track.release(until)
 
     def finish(self, end: float) -> None:
         """Mux the sound up to ``end`` seconds (the video's end), drop the rest, flush."""
@@ -475,14 +477,18 @@ class _Copy:
         self._stream = out.add_stream_from_template(stream)
         self._shift = round(origin / stream.time_base) if stream.time_base else 0
 
-    def put(self, packet: av.Packet[av.stream.Stream], end: float | None) -> None:
-        # A packet is a few ms of sound: the one starting before the end is kept whole.
+    def put(self, packet: av.Packet[av.stream.Stream], limit: float) -> None:
+        # A packet is a few ms of sound (AAC: 21 ms at 48 kHz): one that starts before the
+        # video's end is kept whole, as cutting it would mean re-encoding it.
         if packet.pts is not None:
             packet.pts -= self._shift
         if packet.dts is not None:
             packet.dts -= self._shift
         packet.stream = self._stream
         self._out.mux(packet)
+
+    def release(self, limit: float) -> None:
+        pass
 
     def flush(self, end: float) -> None:
         pass
@@ -501,17 +507,16 @@ class _Reencode:
         self._out = out
         self._decoder = stream.codec_context
         self._origin = origin
+        self._held: list[tuple[float, av.AudioFrame]] = []  # decoded, not yet encoded: (s, frame)
         rate = stream.codec_context.sample_rate or 48_000
         channels = stream.codec_context.channels
         supported = av.codec.Codec(codec, "w").audio_rates
         if supported and rate not in supported:
             rate = 48_000
-        if codec == "libopus":
-            layout = "mono" if channels == 1 else "stereo"
-        elif channels <= 2:
-            layout = stream.codec_context.layout.name
-        else:
-            layout = "5.1" if channels == 6 else "stereo"
+        # By channel count, not the input's layout: an unordered "2 channels" stops the encoder.
+        layout = {1: "mono", 6: "5.1"}.get(channels, "stereo")
+        if codec == "libopus" and layout == "5.1":
+            layout = "stereo"
         stream_out = out.add_stream(codec, rate=rate)
         assert isinstance(stream_out, av.audio.AudioStream)
         self._stream = stream_out
@@ -525,40 +530,50 @@ class _Reencode:
             format=cc.format.name, layout=layout, rate=rate, frame_size=cc.frame_size or None
         )
 
-    def put(self, packet: av.Packet[av.stream.Stream], end: float | None) -> None:
+    def put(self, packet: av.Packet[av.stream.Stream] | None, limit: float) -> None:
         for frame in self._decoder.decode(packet):
-            self._encode(frame, end)
+            if frame.pts is not None and frame.time_base is not None:
+                start = float(frame.pts * frame.time_base) - self._origin
+                self._held.append((start, frame))
+        self.release(limit)
 
     def flush(self, end: float) -> None:
-        for frame in self._decoder.decode(None):
-            self._encode(frame, end)
+        self.put(None, end)
+        self._held.clear()  # sound after the video's end
         for piece in self._resampler.resample(None):
             self._out.mux(self._stream.encode(piece))
         self._out.mux(self._stream.encode(None))
 
-    def _encode(self, frame: av.AudioFrame, end: float | None) -> None:
-        if frame.pts is None or frame.time_base is None:
-            return
-        start = float(frame.pts * frame.time_base) - self._origin
-        if end is not None and start + frame.samples / frame.sample_rate > end:
-            keep = max(0, round((end - start) * frame.sample_rate))
-            if keep == 0:
+    def release(self, limit: float) -> None:
+        """Encode the held sound before ``limit`` seconds, to the sample; keep the rest."""
+        while self._held:
+            start, frame = self._held[0]
+            rate = frame.sample_rate
+            cut = round((limit - start) * rate)
+            if cut <= 0:
                 return
-            frame = _head(frame, keep)
+            if cut < frame.samples:
+                self._held[0] = (start + cut / rate, _samples(frame, cut, frame.samples))
+                self._encode(start, _samples(frame, 0, cut))
+                return
+            self._held.pop(0)
+            self._encode(start, frame)
+
+    def _encode(self, start: float, frame: av.AudioFrame) -> None:
         frame.pts = round(start * frame.sample_rate)
         frame.time_base = Fraction(1, frame.sample_rate)
         for piece in self._resampler.resample(frame):
             self._out.mux(self._stream.encode(piece))
 
 
-def _head(frame: av.AudioFrame, samples: int) -> av.AudioFrame:
-    """The first ``samples`` samples of ``frame``."""
+def _samples(frame: av.AudioFrame, first: int, stop: int) -> av.AudioFrame:
+    """Samples ``first`` up to ``stop`` of ``frame``."""
     data = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
-    width = samples if frame.format.is_planar else samples * frame.layout.nb_channels
-    head = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(data[:, :width]),  # type: ignore[arg-type]  # same dtype as data
+    step = 1 if frame.format.is_planar else frame.layout.nb_channels
+    part = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(data[:, first * step : stop * step]),  # type: ignore[arg-type]
         format=frame.format.name,
         layout=frame.layout,
     )
-    head.sample_rate = frame.sample_rate
-    return head
+    part.sample_rate = frame.sample_rate
+    return part
