@@ -16,7 +16,9 @@ path so that a hidden temporary name works too:
 
 Odd sizes lose their last column or row (H.264/VP9 4:2:0 need even sizes). Every sound stream
 of ``audio_from`` is copied packet for packet where the container takes its codec (``copy_audio``
-in ``FORMATS``), otherwise re-encoded (AAC, Opus or PCM), and cut where the video ends.
+in ``FORMATS``), otherwise re-encoded (AAC, Opus or PCM), and cut where the video ends: to the
+sample when re-encoded, at a packet boundary when copied (the packet that starts before the end
+is kept: AAC 21 ms, Opus 20 ms, MP3 24 ms, AC-3 32 ms, FLAC up to ~100 ms at 48 kHz).
 """
 
 from __future__ import annotations
@@ -397,7 +399,9 @@ class _SoundCarrier:
         try:
             for stream in self._in.streams.audio:
                 track: _Copy | _Reencode
-                if stream.codec_context.name in fmt.copy_audio:
+                # The codec's own name: the decoder's may differ (mp3 is decoded by "mp3float").
+                codec = stream.codec_context.codec.canonical_name
+                if codec in fmt.copy_audio:
                     track = _Copy(stream, out, self._origin)
                 else:
                     _check_codec(fmt.audio_codec, Path(out.name))
@@ -407,7 +411,7 @@ class _SoundCarrier:
                     "%s: sound stream %d (%s) %s",
                     out.name,
                     stream.index,
-                    stream.codec_context.name,
+                    codec,
                     "copied" if isinstance(track, _Copy) else f"re-encoded to {fmt.audio_codec}",
                 )
         except BaseException:

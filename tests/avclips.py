@@ -111,7 +111,7 @@ def probe(path: Path) -> Probe:
             pix_fmt=video.codec_context.pix_fmt or "",
             average_rate=video.average_rate,
             frame_times=times,
-            audio_codecs=[s.codec_context.name for s in clip.streams.audio],
+            audio_codecs=[s.codec_context.codec.canonical_name for s in clip.streams.audio],
             audio_ends=[0.0] * len(clip.streams.audio),
             audio_payloads=[[] for _ in clip.streams.audio],
         )

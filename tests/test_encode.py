@@ -133,9 +133,16 @@ def test_an_interrupted_render_keeps_the_sound_up_to_its_last_frame(tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("sound", "extension", "expected"),
-    [("pcm_s16le", ".mp4", "aac"), ("aac", ".webm", "opus"), ("pcm_s16le", ".mkv", "pcm_s16le")],
+    [
+        ("pcm_s16le", ".mp4", "aac"),  # re-encoded: mp4 is for browsers
+        ("ac3", ".mp4", "aac"),
+        ("aac", ".webm", "opus"),
+        ("mp3", ".mp4", "mp3"),  # copied
+        ("pcm_s16le", ".mkv", "pcm_s16le"),
+        ("ac3", ".mkv", "ac3"),
+    ],
 )
-def test_sound_the_container_cannot_take_is_reencoded_and_cut(
+def test_each_container_gets_sound_it_holds_cut_to_the_video(
     tmp_path: Path, sound: str, extension: str, expected: str
 ) -> None:
     source = make_clip(tmp_path / "in.mkv", frames=40, audio=sound)
