@@ -1,0 +1,261 @@
+"""The sound of an input file carried into an output file beside its video (PyAV).
+
+``Soundtrack`` follows the video as it is written: ``pump(t)`` muxes the sound before ``t``
+seconds, ``finish(end)`` the rest up to the video's end. A stream whose codec the container
+takes is copied packet for packet (cut at a packet boundary), any other is decoded, cut to the
+sample and re-encoded. Used by ``livedream.encode``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.audio
+import av.container
+import av.stream
+import numpy as np
+
+from livedream.errors import SinkError
+
+logger = logging.getLogger(__name__)
+
+
+def check_encoder(name: str, path: Path) -> None:
+    """Raise ``SinkError`` unless this PyAV build can encode ``name`` (for ``path``)."""
+    try:
+        av.codec.Codec(name, "w")
+    except (ValueError, av.FFmpegError):
+        raise SinkError(
+            f"cannot write {path}: this PyAV build has no {name!r} encoder; expected the "
+            f"PyPI wheels of av (pip install --force-reinstall 'av>=18.1') or another extension"
+        ) from None
+
+
+def av_reason(e: BaseException) -> str:
+    """The short reason of an OSError or FFmpeg error, for a one-line message."""
+    if isinstance(e, OSError) and e.strerror:
+        return str(e.strerror)
+    return str(e) or type(e).__name__
+
+
+class Soundtrack:
+    """The sound streams of one input, muxed into an output as its video advances.
+
+    Times are seconds on the input's clock less its start time, the clock of ``write(pts=)``.
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        out: av.container.OutputContainer,
+        *,
+        copy: frozenset[str],
+        codec: str,
+    ) -> None:
+        """Open ``source`` and add one output stream per sound stream to ``out``.
+
+        Args:
+            copy: codecs ``out`` takes unchanged; any other sound is re-encoded to ``codec``.
+
+        Raises:
+            SinkError: ``source`` cannot be read, or ``codec`` is missing in this PyAV build.
+        """
+        try:
+            self._in = av.open(str(source))
+        except (OSError, av.FFmpegError) as e:
+            raise SinkError(
+                f"cannot read the sound of {source}: {av_reason(e)}; expected a readable media "
+                "file, or no sound"
+            ) from None
+        start = self._in.start_time  # microseconds, None when unknown
+        self._origin = 0.0 if start is None else start / 1_000_000
+        self._tracks: dict[int, _Copy | _Reencode] = {}
+        try:
+            for stream in self._in.streams.audio:
+                track: _Copy | _Reencode
+                # The codec's own name: the decoder's may differ (mp3 is decoded by "mp3float").
+                name = stream.codec_context.codec.canonical_name
+                if name in copy:
+                    track = _Copy(stream, out, self._origin)
+                else:
+                    check_encoder(codec, Path(out.name))
+                    track = _Reencode(stream, out, codec, self._origin)
+                self._tracks[stream.index] = track
+                logger.info(
+                    "%s: sound stream %d (%s) %s",
+                    out.name,
+                    stream.index,
+                    name,
+                    "copied" if isinstance(track, _Copy) else f"re-encoded to {codec}",
+                )
+        except BaseException:
+            self._in.close()
+            raise
+        if not self._tracks:
+            logger.info("%s has no sound", source)
+        streams = [self._in.streams[i] for i in self._tracks]
+        self._packets: Iterator[av.Packet[av.stream.Stream]] = iter(
+            self._in.demux(streams) if streams else ()
+        )
+        self._pending: av.Packet[av.stream.Stream] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._tracks)
+
+    def pump(self, until: float) -> None:
+        """Mux the sound before ``until`` seconds (the start of the newest frame)."""
+        while (packet := self._next()) is not None:
+            if self._time(packet) >= until:
+                break  # kept as pending for the next call
+            self._pending = None
+            self._tracks[packet.stream.index].put(packet, until)
+        for track in self._tracks.values():
+            track.release(until)
+
+    def finish(self, end: float) -> None:
+        """Mux the sound up to ``end`` seconds (the video's end), drop the rest, flush."""
+        done: set[int] = set()
+        while len(done) < len(self._tracks) and (packet := self._next()) is not None:
+            self._pending = None
+            index = packet.stream.index
+            if index in done:
+                continue
+            if self._time(packet) >= end:
+                done.add(index)
+                continue
+            self._tracks[index].put(packet, end)
+        for track in self._tracks.values():
+            track.flush(end)
+
+    def close(self) -> None:
+        self._in.close()
+
+    def _next(self) -> av.Packet[av.stream.Stream] | None:
+        while self._pending is None:
+            packet = next(self._packets, None)
+            if packet is None:
+                return None
+            if packet.dts is not None or packet.pts is not None:  # not a flush marker
+                self._pending = packet
+        return self._pending
+
+    def _time(self, packet: av.Packet[av.stream.Stream]) -> float:
+        ts = packet.pts if packet.pts is not None else packet.dts
+        assert ts is not None and packet.time_base is not None
+        return float(ts * packet.time_base) - self._origin
+
+
+class _Copy:
+    """A sound stream copied packet for packet."""
+
+    def __init__(
+        self, stream: av.audio.AudioStream, out: av.container.OutputContainer, origin: float
+    ):
+        self._out = out
+        self._stream = out.add_stream_from_template(stream)
+        self._shift = round(origin / stream.time_base) if stream.time_base else 0
+
+    def put(self, packet: av.Packet[av.stream.Stream], limit: float) -> None:
+        # A packet is a few ms of sound (AAC: 21 ms at 48 kHz): one that starts before the
+        # video's end is kept whole, as cutting it would mean re-encoding it.
+        if packet.pts is not None:
+            packet.pts -= self._shift
+        if packet.dts is not None:
+            packet.dts -= self._shift
+        packet.stream = self._stream
+        self._out.mux(packet)
+
+    def release(self, limit: float) -> None:
+        pass
+
+    def flush(self, end: float) -> None:
+        pass
+
+
+class _Reencode:
+    """A sound stream decoded, cut to the sample and encoded again."""
+
+    def __init__(
+        self,
+        stream: av.audio.AudioStream,
+        out: av.container.OutputContainer,
+        codec: str,
+        origin: float,
+    ):
+        self._out = out
+        self._decoder = stream.codec_context
+        self._origin = origin
+        self._held: list[tuple[float, av.AudioFrame]] = []  # decoded, not yet encoded: (s, frame)
+        rate = stream.codec_context.sample_rate or 48_000
+        channels = stream.codec_context.channels
+        supported = av.codec.Codec(codec, "w").audio_rates
+        if supported and rate not in supported:
+            rate = 48_000
+        # By channel count, not the input's layout: an unordered "2 channels" stops the encoder.
+        layout = {1: "mono", 6: "5.1"}.get(channels, "stereo")
+        if codec == "libopus" and layout == "5.1":
+            layout = "stereo"
+        stream_out = out.add_stream(codec, rate=rate)
+        assert isinstance(stream_out, av.audio.AudioStream)
+        self._stream = stream_out
+        cc = stream_out.codec_context
+        cc.layout = layout
+        cc.format = (av.codec.Codec(codec, "w").audio_formats or [av.AudioFormat("s16")])[0]
+        cc.time_base = Fraction(1, rate)
+        if not codec.startswith("pcm_"):
+            cc.bit_rate = 64_000 * min(cc.channels, 6)
+        self._resampler = av.AudioResampler(
+            format=cc.format.name, layout=layout, rate=rate, frame_size=cc.frame_size or None
+        )
+
+    def put(self, packet: av.Packet[av.stream.Stream] | None, limit: float) -> None:
+        for frame in self._decoder.decode(packet):
+            if frame.pts is not None and frame.time_base is not None:
+                start = float(frame.pts * frame.time_base) - self._origin
+                self._held.append((start, frame))
+        self.release(limit)
+
+    def flush(self, end: float) -> None:
+        self.put(None, end)
+        self._held.clear()  # sound after the video's end
+        for piece in self._resampler.resample(None):
+            self._out.mux(self._stream.encode(piece))
+        self._out.mux(self._stream.encode(None))
+
+    def release(self, limit: float) -> None:
+        """Encode the held sound before ``limit`` seconds, to the sample; keep the rest."""
+        while self._held:
+            start, frame = self._held[0]
+            rate = frame.sample_rate
+            cut = round((limit - start) * rate)
+            if cut <= 0:
+                return
+            if cut < frame.samples:
+                self._held[0] = (start + cut / rate, _samples(frame, cut, frame.samples))
+                self._encode(start, _samples(frame, 0, cut))
+                return
+            self._held.pop(0)
+            self._encode(start, frame)
+
+    def _encode(self, start: float, frame: av.AudioFrame) -> None:
+        frame.pts = round(start * frame.sample_rate)
+        frame.time_base = Fraction(1, frame.sample_rate)
+        for piece in self._resampler.resample(frame):
+            self._out.mux(self._stream.encode(piece))
+
+
+def _samples(frame: av.AudioFrame, first: int, stop: int) -> av.AudioFrame:
+    """Samples ``first`` up to ``stop`` of ``frame``."""
+    data = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
+    step = 1 if frame.format.is_planar else frame.layout.nb_channels
+    part = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(data[:, first * step : stop * step]),  # type: ignore[arg-type]
+        format=frame.format.name,
+        layout=frame.layout,
+    )
+    part.sample_rate = frame.sample_rate
+    return part
