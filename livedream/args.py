@@ -87,6 +87,18 @@ def size_arg(text: str) -> tuple[int, int]:
     return width, height
 
 
+def quality_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 0 to 51, got {text!r}"
+        ) from None
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 51, got {value}")
+    return value
+
+
 def layers_arg(text: str) -> tuple[str, ...]:
     layers = tuple(part.strip() for part in text.split(",") if part.strip())
     if not layers:
@@ -115,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         type=Path,
         default=None,
-        help="write a video file (.mp4 .m4v .mov .mkv .avi), or an image (.png .jpg .webp ...) "
-        "for a photo input",
+        help="write a video file (.mp4 .m4v .mov .mkv: H.264; .webm: VP9; .avi: MJPEG; a file "
+        "input's sound is kept), or an image (.png .jpg .webp ...) for a photo input",
     )
     io.add_argument(
         "--preview",
@@ -134,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="publish to a virtual camera (optionally a device such as /dev/video10)",
     )
     io.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    io.add_argument(
+        "--quality",
+        type=quality_arg,
+        default=RunConfig.quality,
+        metavar="Q",
+        help="video file quality, 0 (best, largest) to 51 (smallest); H.264 in .mp4 .mov .mkv, "
+        "VP9 in .webm",
+    )
     io.add_argument(
         "--demo",
         action="store_true",
@@ -272,6 +292,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespac
         mirror=args.mirror,
         max_frames=args.max_frames,
         overwrite=args.overwrite,
+        quality=args.quality,
         hud=args.hud,
         verbose=args.verbose,
         dream=dream,

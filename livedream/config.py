@@ -66,6 +66,7 @@ class RunConfig:
     mirror: bool = False
     max_frames: int | None = None  # stop after this many output frames
     overwrite: bool = False
+    quality: int = 23  # video files: x264's CRF scale, 0 best .. 51 smallest; 23 is its default
     hud: bool = False  # heads-up overlay with fps and latency in the preview
     verbose: bool = False
     dream: DreamConfig = field(default_factory=DreamConfig)

@@ -19,7 +19,7 @@ from livedream.errors import VirtualCameraError
 from livedream.media import Frame
 from livedream.plan import RunPlan
 from livedream.sinks import ImageFileSink, Sink, VideoFileSink, VirtualCameraSink
-from livedream.sources import Source
+from livedream.sources import Source, VideoFileSource
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,11 @@ class Outputs:
                             fps=plan.fps,
                             overwrite=config.overwrite,
                             realtime=plan.realtime_recording,
+                            quality=config.quality,
+                            # The input's sound goes along (none from a camera or a photo).
+                            audio_from=getattr(source, "path", None)
+                            if isinstance(source, VideoFileSource)
+                            else None,
                         )
                     )
             if config.virtual_cam is not None:
@@ -94,7 +99,7 @@ class Outputs:
         """True once a sink asked to end the run (the preview window closed, ``q``)."""
         return any(sink.wants_stop for sink in self.sinks)
 
-    def write(self, frame: Frame, *, at: float | None = None) -> None:
+    def write(self, frame: Frame, *, at: float | None = None, pts: float | None = None) -> None:
         """Writes ``frame`` to every sink, then applies the failure policy.
 
         Raises:
@@ -102,7 +107,7 @@ class Outputs:
             VirtualCameraError: the virtual camera failed and nothing else shows the dream.
         """
         for sink in self.sinks:
-            sink.write(frame, at=at)
+            sink.write(frame, at=at, pts=pts)
         self._drop_failed()
 
     def idle(self) -> None:

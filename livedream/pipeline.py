@@ -46,11 +46,13 @@ class TimedFrame:
         index: 0-based number of the captured frame.
         image: (H, W, 3) uint8 BGR.
         captured: ``time.perf_counter()`` when it was captured; latency is measured from it.
+        pts: its time in the input file, in seconds (None for a camera).
     """
 
     index: int
     image: np.ndarray
     captured: float
+    pts: float | None = None
 
 
 class RateMeter:
@@ -334,7 +336,7 @@ class Pipeline:
                 stats.capture_fps.tick(now)
                 if not _put(
                     self._captured,
-                    TimedFrame(index, image, now),
+                    TimedFrame(index, image, now, self.source.position),
                     newest_wins=self.live,
                     stop=stop,
                     stats=stats,

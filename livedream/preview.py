@@ -177,7 +177,7 @@ class PreviewWindow(Sink):
         """True once the user quit with a key or closed the window."""
         return (self.keys is not None and self.keys.quit) or not self.is_open()
 
-    def write(self, frame: Frame, *, at: float | None = None) -> None:
+    def write(self, frame: Frame, *, at: float | None = None, pts: float | None = None) -> None:
         """Shows ``frame`` (the overlay on top when on) and handles the key pressed."""
         self._last = frame
         self._present(frame)

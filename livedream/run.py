@@ -4,7 +4,7 @@ The main thread takes dreamed frames from the pipeline and writes them to every 
 preview window among them: macOS requires windows on the main thread)::
 
     for frame in pipeline:
-        outputs.write(frame.image, at=frame.captured)
+        outputs.write(frame.image, at=frame.captured, pts=frame.pts)
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ class StreamRun:
                     while limit is None or self.stats.output < limit:
                         if (frame := pipeline.next_frame(0)) is None:
                             break
-                        outputs.write(frame.image, at=frame.captured)
+                        outputs.write(frame.image, at=frame.captured, pts=frame.pts)
                     display.close(self.stats)  # the last state: a finished bar reads 100%
         finally:
             pipeline.stop()
@@ -187,7 +187,7 @@ class StreamRun:
 
         pipeline.on_idle = idle
         for frame in pipeline:
-            outputs.write(frame.image, at=frame.captured)
+            outputs.write(frame.image, at=frame.captured, pts=frame.pts)
             display.update(stats)
             if stats.output == SLOW_HINT_AFTER and self.plan.live:
                 self._hint_if_slow()

@@ -22,13 +22,15 @@ class Sink(ABC):
         """What the sink is, for messages (``dream.mp4``, ``virtual camera /dev/video4``)."""
 
     @abstractmethod
-    def write(self, frame: Frame, *, at: float | None = None) -> None:
+    def write(self, frame: Frame, *, at: float | None = None, pts: float | None = None) -> None:
         """Take one ``(H, W, 3)`` uint8 BGR frame.
 
         Args:
             frame: the picture.
-            at: when it was captured, in ``time.perf_counter()`` seconds (live runs), or
-                None. A real-time recording uses it to keep the file's timing.
+            at: when it was captured, in ``time.perf_counter()`` seconds, or None. A live
+                run's recording uses it to keep real time.
+            pts: its time in the input file, in seconds, or None. A file render's recording
+                keeps it (variable frame rates, the sound's sync).
         """
 
     @abstractmethod
@@ -78,7 +80,7 @@ class NullSink(Sink):
         """Frames taken so far."""
         return self._frames
 
-    def write(self, frame: Frame, *, at: float | None = None) -> None:
+    def write(self, frame: Frame, *, at: float | None = None, pts: float | None = None) -> None:
         """Count one ``(H, W, 3)`` uint8 BGR frame."""
         check_frame(frame)
         self._frames += 1

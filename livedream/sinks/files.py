@@ -11,14 +11,12 @@ from pathlib import Path
 
 import cv2
 
+from livedream.encode import DEFAULT_QUALITY, VIDEO_EXTENSIONS, VideoEncoder
 from livedream.errors import OutputWriteError, SinkError
 from livedream.media import IMAGE_EXTENSIONS, Frame, check_frame, is_image_path
 from livedream.sinks.base import Sink
 
 logger = logging.getLogger(__name__)
-
-# Container -> codec that this OpenCV build writes without extra libraries.
-VIDEO_FOURCCS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 
 
 def _check_target(path: Path, *, overwrite: bool, extensions: tuple[str, ...], kind: str) -> None:
@@ -82,12 +80,12 @@ def check_output_path(path: str | os.PathLike[str], *, overwrite: bool) -> None:
     if is_image_path(path):
         _check_target(path, overwrite=overwrite, extensions=IMAGE_EXTENSIONS, kind="image")
     else:
-        _check_target(path, overwrite=overwrite, extensions=tuple(VIDEO_FOURCCS), kind="video")
+        _check_target(path, overwrite=overwrite, extensions=VIDEO_EXTENSIONS, kind="video")
 
 
 def _temp_path(path: Path) -> Path:
     # Hidden, beside the target (same file system, so the rename is atomic), and ending in the
-    # target's extension so OpenCV picks the same container: .dream.mp4.partial.mp4
+    # target's extension so a player recognises a kept partial file: .dream.mp4.partial.mp4
     return path.with_name(f".{path.name}.partial{path.suffix}")
 
 
@@ -104,13 +102,15 @@ def _publish(temp: Path, path: Path) -> None:
 class VideoFileSink(Sink):
     """A video file, written under a hidden temporary name and renamed into place on ``close()``.
 
-    The codec follows the extension: mp4v for .mp4/.mov/.mkv, MJPG for .avi. ``write()`` and
-    ``close()`` may be called from different threads; ``write()`` after ``close()`` is ignored.
+    Written by ``livedream.encode``: H.264 in .mp4/.m4v/.mov/.mkv, VP9 in .webm, Motion JPEG in
+    .avi, with the sound of ``audio_from`` carried over. ``write()`` and ``close()`` may be
+    called from different threads; ``write()`` after ``close()`` is ignored.
 
     ``realtime=True`` (a live run's recording) keeps the file's timing at ``fps`` by the
     frames' capture times: a frame is held (written again) until the next one's slot, so the
     file plays in real time however fast the frames came. Each frame is written at least once,
-    so a camera that delivers in bursts costs no frame.
+    so a camera that delivers in bursts costs no frame. Otherwise a frame's ``pts`` (its time
+    in the input) is kept, so a variable-frame-rate clip keeps its timing and its sound sync.
     """
 
     def __init__(
@@ -122,51 +122,38 @@ class VideoFileSink(Sink):
         fps: float,
         overwrite: bool = False,
         realtime: bool = False,
+        quality: int = DEFAULT_QUALITY,
+        audio_from: Path | None = None,
     ) -> None:
         self._path = Path(path)
-        _check_target(
-            self._path, overwrite=overwrite, extensions=tuple(VIDEO_FOURCCS), kind="video"
-        )
-        if width <= 0 or height <= 0 or not fps > 0:
-            raise SinkError(
-                f"cannot write {self._path}: size and fps must be above 0, got "
-                f"{width}x{height} at {fps:g} fps"
-            )
-        if width % 2 or height % 2:
-            logger.warning(
-                "%s: odd frame size %dx%d; the encoder stores %dx%d",
-                self._path,
-                width,
-                height,
-                width - width % 2,
-                height - height % 2,
-            )
+        _check_target(self._path, overwrite=overwrite, extensions=VIDEO_EXTENSIONS, kind="video")
         self._shape = (height, width, 3)
         self._fps = float(fps)
         self._temp = _temp_path(self._path)
-        fourcc = VIDEO_FOURCCS[self._path.suffix.lower()]
-        self._writer = cv2.VideoWriter(
-            str(self._temp), cv2.VideoWriter.fourcc(*fourcc), self._fps, (width, height)
+        self._encoder = VideoEncoder(
+            self._temp,
+            extension=self._path.suffix.lower(),
+            width=width,
+            height=height,
+            fps=fps,
+            quality=quality,
+            audio_from=audio_from,
         )
-        if not self._writer.isOpened():
-            self._temp.unlink(missing_ok=True)
-            raise SinkError(
-                f"cannot write {self._path}: OpenCV could not start a {fourcc!r} writer "
-                f"for {width}x{height} at {fps:g} fps; try another extension (.avi)"
-            )
         self._lock = threading.Lock()
         self._closed = False
         self._frames = 0
         self._realtime = realtime
         self._first_at: float | None = None
         self._held: Frame | None = None  # the last frame written (real-time mode)
+        fmt = self._encoder.format
         logger.info(
-            "writing %s (%dx%d, %.3g fps, %s) via %s",
+            "writing %s (%dx%d, %.3g fps, %s%s) via %s",
             self._path,
             width,
             height,
             fps,
-            fourcc,
+            fmt.video_codec,
+            ", with the input's sound" if audio_from is not None else "",
             self._temp.name,
         )
 
@@ -194,15 +181,17 @@ class VideoFileSink(Sink):
         """True once ``close()`` was called."""
         return self._closed
 
-    def write(self, frame: Frame, *, at: float | None = None) -> None:
+    def write(self, frame: Frame, *, at: float | None = None, pts: float | None = None) -> None:
         """Append one ``(H, W, 3)`` uint8 BGR frame of the size given at construction.
 
         Args:
             frame: the picture.
             at: its capture time (``time.perf_counter()``); used in real-time mode only.
+            pts: its time in the input, in seconds; None: frame number / fps.
 
         Raises:
             ValueError: the frame has another shape.
+            OutputWriteError: the file could not be written (disk full, folder gone).
         """
         check_frame(frame, self._shape)
         with self._lock:
@@ -214,10 +203,11 @@ class VideoFileSink(Sink):
                     self._first_at = at
                 slot = int((at - self._first_at) * self._fps)  # this frame's place in the file
                 while self._held is not None and self._frames < slot:
-                    self._writer.write(self._held)
+                    self._encoder.write(self._held)
                     self._frames += 1
                 self._held = frame
-            self._writer.write(frame)
+                pts = None
+            self._encoder.write(frame, pts)
             self._frames += 1
 
     def close(self) -> None:
@@ -226,19 +216,21 @@ class VideoFileSink(Sink):
         Safe to call twice and from any thread.
 
         Raises:
-            OutputWriteError: the finished file could not be renamed into place.
+            OutputWriteError: the file could not be finished or renamed into place.
         """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._writer.release()
-            if self._frames == 0:
-                self._temp.unlink(missing_ok=True)
-                logger.info("%s: no frame written, no file created", self._path)
-                return
-            _publish(self._temp, self._path)
-            logger.info("wrote %s: %d frames", self._path, self._frames)
+            try:
+                self._encoder.close()
+            finally:
+                if self._frames == 0:
+                    self._temp.unlink(missing_ok=True)
+                    logger.info("%s: no frame written, no file created", self._path)
+            if self._frames:
+                _publish(self._temp, self._path)
+                logger.info("wrote %s: %d frames", self._path, self._frames)
 
 
 class ImageFileSink(Sink):
@@ -267,7 +259,7 @@ class ImageFileSink(Sink):
         """Frames taken so far (only the last one is saved)."""
         return self._frames
 
-    def write(self, frame: Frame, *, at: float | None = None) -> None:
+    def write(self, frame: Frame, *, at: float | None = None, pts: float | None = None) -> None:
         """Keep one ``(H, W, 3)`` uint8 BGR frame as the picture to save."""
         check_frame(frame)
         with self._lock:

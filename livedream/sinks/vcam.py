@@ -139,7 +139,7 @@ class VirtualCameraSink(Sink):
         """Why sending stopped mid-run (``error``), or empty while it works."""
         return self._error if self._failed else ""
 
-    def write(self, frame: Frame, *, at: float | None = None) -> None:
+    def write(self, frame: Frame, *, at: float | None = None, pts: float | None = None) -> None:
         """Make ``frame``, ``(H, W, 3)`` uint8 BGR, the picture the camera shows from now on.
 
         Raises:

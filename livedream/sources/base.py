@@ -23,6 +23,8 @@ class Source(ABC):
         width, height: frame size in pixels.
         fps: the camera's rate, the file's rate or the requested pace.
         frame_count: frames known in advance (a file), ``None`` for an endless stream.
+        position: the time of the frame ``read()`` returned last, in seconds from the input
+            file's start (a file's own timestamps); ``None`` for a camera.
         is_live: a camera or stream, whose frames come whether or not anyone waits: a run
             from it drops frames to stay live. A file or a photo can wait.
     """
@@ -35,6 +37,7 @@ class Source(ABC):
         self.height = 0
         self.fps = DEFAULT_FPS
         self.frame_count: int | None = None
+        self.position: float | None = None  # the last frame's time in the input file, seconds
         self._lock = threading.Lock()
         self._closed = False
         # Set by close() before it waits for the lock, so a read that polls a slow device

@@ -103,6 +103,7 @@ class VideoFileSource(Source):
         self._cap = cap
         first = as_bgr(first)
         self._pending: Frame | None = first
+        self._pending_position = self._timestamp()
         self.height, self.width = int(first.shape[0]), int(first.shape[1])
         fps = float(cap.get(cv2.CAP_PROP_FPS))
         if not fps > 0 or fps > 1000:
@@ -136,17 +137,23 @@ class VideoFileSource(Source):
         """One line for the user when ``damaged``, else empty."""
         return self._damage_message
 
+    def _timestamp(self) -> float:
+        """The time of the frame just decoded, in seconds: the file's own clock."""
+        return max(0.0, float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0)
+
     def _read(self) -> Frame | None:
         if self._ended:
             return None
         if self._pending is not None:
             frame, self._pending = self._pending, None
+            self.position = self._pending_position
         else:
             ok, decoded = self._cap.read()
             if not ok or decoded is None:
                 self._end()
                 return None
             frame = as_bgr(decoded)
+            self.position = self._timestamp()
         self._frames_read += 1
         return frame
 
