@@ -1,0 +1,190 @@
+"""What ``fps.py`` makes of its figures: the targets, noise warnings, Rich tables and the JSON.
+
+Not run on its own: see ``fps.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from result import BenchResult, Target, as_json
+from settings import Settings
+from step_cost import VariantResult
+
+# The targets were set for this configuration; other settings still get the table.
+TARGET_CONFIG = ("vgg16_hed", (320, 240), 2)
+# Sections whose numbers are timings of TensorFlow at work (model builds are single-threaded).
+TIMED_SECTIONS = ("pipeline", "ceiling", "baseline", "latency", "flicker", "step timing")
+# The summary table's rows, by JSON key; a row whose key has a target shows it.
+SUMMARY_ROWS = (
+    "auto_variant",
+    "auto_is_fastest",
+    "baseline_frame_ms",
+    "frame_ms",
+    "speedup_vs_baseline",
+    "dream_only_fps",
+    "pipeline_fps",
+    "pipeline_efficiency",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "flicker_ratio",
+    "strength_default",
+    "strength_blend0",
+    "peak_rss_mb_live",
+    "peak_rss_mb",
+)
+
+
+# -- targets and noise ---------------------------------------------------------------------------
+def targets(r: BenchResult) -> dict[str, Target]:
+    """Each target by its figure's name: the value, the target as text, whether it is met."""
+    steps, pipeline, flicker = r.step_cost, r.pipeline, r.flicker
+    latency_limit = 2.5 * pipeline.frame_ms
+    p95 = r.latency.latency_ms_p95
+    return {
+        "auto_is_fastest": Target(steps.auto_is_fastest, "true", bool(steps.auto_is_fastest)),
+        "speedup_vs_baseline": Target(r.speedup_vs_baseline, ">= 4", r.speedup_vs_baseline >= 4.0),
+        "pipeline_efficiency": Target(
+            r.pipeline_efficiency, ">= 0.85", r.pipeline_efficiency >= 0.85
+        ),
+        "pipeline_fps": Target(pipeline.pipeline_fps, ">= 8", pipeline.pipeline_fps >= 8.0),
+        "latency_ms_p95": Target(
+            p95, f"<= 2.5 x frame_ms = {latency_limit:.1f}", p95 <= latency_limit
+        ),
+        "flicker_ratio": Target(flicker.flicker_ratio, "<= 0.6", flicker.flicker_ratio <= 0.6),
+        "strength_default": Target(
+            flicker.strength_default,
+            f">= strength_blend0 = {flicker.strength_blend0:.2f}",
+            flicker.strength_default >= flicker.strength_blend0,
+        ),
+    }
+
+
+def targets_note(settings: Settings) -> str | None:
+    """Why the targets may not apply to this run's settings; None when they were set for it."""
+    if (settings.model, settings.dream_size, settings.steps) == TARGET_CONFIG:
+        return None
+    return "targets were set for vgg16_hed at 320x240 with 2 steps"
+
+
+def noise_warnings(r: BenchResult, auto: VariantResult) -> list[str]:
+    """Signs that other jobs shared the machine, which makes the ratios unreliable."""
+    warnings = []
+    if auto.best is not None and auto.median is not None and auto.median > 1.15 * auto.best:
+        warnings.append(
+            f"{auto.name} median {auto.median:.0f} ms/step vs best {auto.best:.0f}: the step "
+            "timings were disturbed"
+        )
+    if r.pipeline_efficiency > 1.0:
+        warnings.append(
+            f"pipeline_efficiency {r.pipeline_efficiency:.2f} > 1: the step table ran under "
+            "more load than the pipeline"
+        )
+    shares = {s.name: s.cpu_share for s in r.sections if s.name in TIMED_SECTIONS}
+    top = max(shares.values(), default=0.0)
+    slow = [name for name, share in shares.items() if share < 0.85 * top]
+    if slow:
+        warnings.append(
+            f"these sections got under 85% of the best CPU share ({top:.2f}): {', '.join(slow)}"
+        )
+    frame_ms, frame_ms_p50 = r.pipeline.frame_ms, r.pipeline.frame_ms_p50
+    if frame_ms > 1.1 * frame_ms_p50:
+        warnings.append(
+            f"pipeline frame_ms mean {frame_ms:.0f} vs median {frame_ms_p50:.0f}: "
+            "some frames were slowed down"
+        )
+    return warnings
+
+
+# -- tables --------------------------------------------------------------------------------------
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def variant_table(results: list[VariantResult], auto: str, fastest: str, steps: int) -> Table:
+    table = Table(title=f"ms per dream step ({steps} steps a call; fps = {steps} steps alone)")
+    table.add_column("variant", no_wrap=True)
+    for column in ("best", "median", "calls", "fps"):
+        table.add_column(column, justify="right")
+    table.add_column("note")
+    for v in results:
+        marks = [m for m, on in (("auto", v.name == auto), ("fastest", v.name == fastest)) if on]
+        note = ", ".join([*marks, v.note] if v.note else marks)
+        if v.best is None or v.median is None:
+            table.add_row(v.name, "-", "-", "0", "-", note)
+        else:
+            fps = 1000.0 / (steps * v.best)
+            table.add_row(
+                v.name, f"{v.best:.1f}", f"{v.median:.1f}", str(len(v.ms)), f"{fps:.2f}", note
+            )
+    return table
+
+
+def summary_table(r: BenchResult) -> Table:
+    table = Table(title="livedream vs the tutorial's way, and the targets")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target")
+    table.add_column("result")
+    values = as_json(r)
+    for name in SUMMARY_ROWS:
+        if (target := r.targets.get(name)) is not None:
+            result = "[green]PASS[/]" if target.met else "[red]MISS[/]"
+            table.add_row(name, _fmt(values[name]), target.target, result)
+        else:
+            table.add_row(name, _fmt(values[name]), "", "")
+    return table
+
+
+def breakdown_table(parts: dict[str, float], frame_ms: float) -> Table:
+    table = Table(title="where a frame's time goes (stages timed one by one)")
+    table.add_column("stage")
+    table.add_column("ms/frame", justify="right")
+    table.add_column("share of frame_ms", justify="right")
+    for key, value in parts.items():
+        table.add_row(key, f"{value:.2f}", f"{100.0 * value / frame_ms:.1f}%")
+    return table
+
+
+def print_report(console: Console, r: BenchResult, variants: list[VariantResult]) -> None:
+    """The step table, the breakdown, the summary against the targets, notes and warnings."""
+    steps = r.step_cost
+    console.print(variant_table(variants, steps.auto_variant, steps.fastest_variant, r.steps))
+    console.print(breakdown_table(r.breakdown_ms, r.pipeline.frame_ms))
+    console.print(summary_table(r))
+    if r.targets_note is not None:
+        console.print(f"note: {r.targets_note}")
+    for warning in r.noise:
+        console.print(f"[yellow]noisy:[/] {warning}", highlight=False)
+    console.print(
+        f"pipeline {r.pipeline.pipeline_fps:.2f} fps ({r.pipeline.frame_ms:.1f} ms/frame dream), "
+        f"baseline {r.baseline.baseline_fps:.2f} fps "
+        f"({r.baseline.baseline_frame_ms:.1f} ms/frame), {r.seconds:.0f} s in all",
+        highlight=False,
+    )
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def write_json(path: Path, r: BenchResult) -> None:
+    """Every figure of ``r`` to ``path``, floats rounded to 4 places, NaN and inf as null."""
+    path.write_text(json.dumps(_rounded(as_json(r)), indent=2) + "\n")
