@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     io.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play a video file at its own fps as if it were a camera (the dream refreshes as "
+        "fast as it can, every frame goes out): preview or record what a live run looks like",
+    )
+    io.add_argument(
         "--quality",
         type=quality_arg,
         default=RunConfig.quality,
@@ -218,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WxH",
         help=f"size the dream runs at (default: short side {defaults.short_side},"
         " keeping the aspect ratio); a photo is dreamed at its own size, up to 1280 px",
+    )
+    dream.add_argument(
+        "--dream-every",
+        type=positive_int,
+        default=RunConfig.dream_every,
+        metavar="N",
+        help="file renders: dream every Nth frame and carry it onto the frames between "
+        "(about N times faster); live runs always dream as often as they can",
     )
     dream.add_argument(
         "--blend",
@@ -293,6 +307,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespac
         max_frames=args.max_frames,
         overwrite=args.overwrite,
         quality=args.quality,
+        realtime=args.realtime,
+        dream_every=args.dream_every,
         hud=args.hud,
         verbose=args.verbose,
         dream=dream,

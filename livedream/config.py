@@ -67,6 +67,8 @@ class RunConfig:
     max_frames: int | None = None  # stop after this many output frames
     overwrite: bool = False
     quality: int = 23  # video files: x264's CRF scale, 0 best .. 51 smallest; 23 is its default
+    realtime: bool = False  # play a video file at its own fps as if it were a camera
+    dream_every: int = 1  # file renders: dream every Nth frame, composite the rest
     hud: bool = False  # heads-up overlay with fps and latency in the preview
     verbose: bool = False
     dream: DreamConfig = field(default_factory=DreamConfig)

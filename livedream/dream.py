@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from livedream.compositor import Keyframe, add_residual
 from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig
 from livedream.controls import Controls
 from livedream.errors import AcceleratorMemoryError, UsageError
@@ -293,20 +294,29 @@ class Dreamer:
             controls.reset = False
             self.reset()
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """Dreams one frame: (H, W, 3) uint8 BGR in, the same out."""
+    def keyframe(self, frame: np.ndarray, *, index: int = -1, captured: float = 0.0) -> Keyframe:
+        """Dreams ``frame`` at the dream size, from the carried dream; returns the keyframe.
+
+        Args:
+            frame: (H, W, 3) uint8 BGR, any size.
+            index: its frame number (the compositor skips the flow for this very frame).
+            captured: its capture time, ``time.perf_counter()``.
+
+        Returns:
+            The small grey frame and the dream residual (zero when the dream is off).
+        """
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"unexpected frame: {frame.shape} {frame.dtype} != (H, W, 3) uint8")
         self.frame_index += 1
-        if not self.enabled:
-            self._carry.reset()
-            return frame
         t0 = time.perf_counter()
         h, w = frame.shape[:2]
         size = self.config.size_for(w, h)
         small8 = frame if (w, h) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        small = small8.astype(np.float32)  # (h, w, 3) float32 BGR in [0, 255]
         gray = to_gray(small8)
+        if not self.enabled:
+            self._carry.reset()
+            return Keyframe(gray, np.zeros((*gray.shape, 3), np.float32), captured, index)
+        small = small8.astype(np.float32)  # (h, w, 3) float32 BGR in [0, 255]
         t1 = time.perf_counter()
         carried = self._carry.carry(gray, blend=self.blend, flow=self.flow)
         start = small if carried is None else np.clip(small + carried, 0.0, 255.0)
@@ -320,19 +330,21 @@ class Dreamer:
         t3 = time.perf_counter()
         residual = dreamed - small  # (h, w, 3) float32: what the dream added
         self._carry.update(gray, residual)
-        if (w, h) != size:
-            residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
-        out = frame.astype(np.float32)
-        out += residual
-        np.clip(out, 0.0, 255.0, out=out)
-        result = out.astype(np.uint8)
-        t4 = time.perf_counter()
         self.timings = {
             "downscale": 1000.0 * (t1 - t0),
             "flow_carry": 1000.0 * (t2 - t1),
             "dream_step": 1000.0 * (t3 - t2),
-            "upscale_composite": 1000.0 * (t4 - t3),
         }
+        return Keyframe(gray, residual, captured, index)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """Dreams one frame: (H, W, 3) uint8 BGR in, the same out (the dream off: ``frame``)."""
+        keyframe = self.keyframe(frame)
+        if not self.enabled:
+            return frame
+        t3 = time.perf_counter()
+        result = add_residual(frame, keyframe.residual)
+        self.timings["upscale_composite"] = 1000.0 * (time.perf_counter() - t3)
         return result
 
 

@@ -1,17 +1,28 @@
-"""Threads and queues: capture -> dream -> the caller's sinks.
+"""Threads and queues: capture -> dream -> compositor -> the caller's sinks.
 
-The capture thread reads a ``Source`` into a bounded queue; the dream thread builds the model
-(so the main thread stays free for the window, the terminal and Ctrl-C), dreams each frame and
-puts it on the output queue; the caller (the main thread, which owns the preview window) takes
-dreamed frames with ``next_frame()`` and hands them to its sinks.
+The capture thread reads a ``Source``; the dream thread builds the model (so the main thread
+stays free for the window, the terminal and Ctrl-C) and dreams; the caller (the main thread,
+which owns the preview window) iterates the pipeline and hands each frame to its sinks::
 
-Live sources drop old frames (newest wins, counted) so lag never builds up; a file rendered to a
-file blocks instead, so no frame is lost. ``None`` marks the end of a stream on every queue.
+    for frame in pipeline:            # TimedFrame: image, capture time, dreamed or not
+        outputs.write(frame.image)
 
-Failures: a source that fails mid-run (a webcam unplugged) ends the stream like its end would,
-so every frame already captured is still dreamed and delivered; the error waits in ``error``
-for the caller. A dream that fails stops everything at once. Neither logs a traceback: the
-caller reports ``error`` in one line.
+Two ways of running, chosen by ``live``:
+
+- **live** (a camera, a stream, the preview, the virtual camera, ``--realtime``): every captured
+  frame goes out at once. The capture thread hands each frame to the output queue and the newest
+  one to the dream thread (newest wins: the others are ``skipped``). The dream thread refreshes a
+  keyframe from it and publishes it to the compositor; the caller's ``next_frame()`` composites
+  each frame with the newest keyframe. Frames before the first keyframe (or after a reset or a
+  scene cut) go out as they are. A source that can wait (a file, a photo) starts its playback
+  once the first keyframe is dreamed, so its first frame out is already dreamed.
+- **file render** (a file rendered to a file): nothing is lost or reordered; every frame is
+  dreamed (``dream_every=1``), or every Nth and the frames between composited from it.
+
+``None`` marks the end of a stream on every queue. Failures: a source that fails mid-run (a
+webcam unplugged) ends the stream like its end would, so every frame already captured is still
+delivered; the error waits in ``error`` for the caller. A dream that fails stops everything at
+once. Neither logs a traceback: the caller reports ``error`` in one line.
 """
 
 from __future__ import annotations
@@ -20,122 +31,32 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import numpy as np
 
+from livedream.compositor import Compositor
 from livedream.controls import Controls
 from livedream.dream import Dreamer
 from livedream.errors import AcceleratorMemoryError
 from livedream.sources import Source
+from livedream.stats import RateMeter, Stats, TimedFrame
+
+__all__ = ["Pipeline", "RateMeter", "Stats", "TimedFrame"]
 
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 1.0  # seconds all threads together get to stop: shutdown stays under 2 s
 POLL = 0.05  # seconds a blocked thread waits before looking at its stop event again
 IDLE_POLL = 0.02  # seconds the consumer waits for a frame before calling on_idle
+LIVE_QUEUE = 8  # frames waiting for the caller in a live run: ~0.25 s at 30 fps, then drops
+
+Queue = queue.Queue[TimedFrame | None]
 
 
-@dataclass
-class TimedFrame:
-    """A frame on its way through the pipeline.
-
-    Attributes:
-        index: 0-based number of the captured frame.
-        image: (H, W, 3) uint8 BGR.
-        captured: ``time.perf_counter()`` when it was captured; latency is measured from it.
-        pts: its time in the input file, in seconds (None for a camera).
-    """
-
-    index: int
-    image: np.ndarray
-    captured: float
-    pts: float | None = None
-
-
-class RateMeter:
-    """Events per second over the last ``window`` seconds. Thread-safe."""
-
-    def __init__(self, window: float = 2.0) -> None:
-        self._window = window
-        self._times: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def tick(self, now: float | None = None) -> None:
-        now = time.perf_counter() if now is None else now
-        with self._lock:
-            self._times.append(now)
-            while self._times and now - self._times[0] > self._window:
-                self._times.popleft()
-
-    def rate(self) -> float:
-        with self._lock:
-            if len(self._times) < 2:
-                return 0.0
-            span = self._times[-1] - self._times[0]
-            return (len(self._times) - 1) / span if span > 0 else 0.0
-
-
-@dataclass
-class Stats:
-    """What the terminal table and the heads-up overlay show.
-
-    Each counter has one writing thread, except ``dropped`` (capture and dream threads both
-    drop), which is counted through ``count_drop()`` under a lock.
-    """
-
-    captured: int = 0
-    dreamed: int = 0
-    output: int = 0
-    dropped: int = 0  # frames dropped so that lag does not build up (live sources only)
-    capture_fps: RateMeter = field(default_factory=RateMeter)
-    dream_fps: RateMeter = field(default_factory=RateMeter)
-    output_fps: RateMeter = field(default_factory=RateMeter)
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=600))  # seconds
-    dream_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=600))
-    _drop_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count_drop(self) -> None:
-        """Counts one dropped frame; safe from any thread."""
-        with self._drop_lock:
-            self.dropped += 1
-
-    def latency_ms(self, q: float) -> float:
-        """The ``q`` quantile (0..1) of recent capture-to-sink latencies, in ms."""
-        values = list(self.latencies)
-        return float(np.quantile(values, q) * 1000.0) if values else 0.0
-
-
-def _put(
-    q: queue.Queue[TimedFrame | None],
-    item: TimedFrame | None,
-    *,
-    newest_wins: bool,
-    stop: threading.Event,
-    stats: Stats,
-) -> bool:
-    """Puts ``item``; returns False when the pipeline stopped first.
-
-    newest_wins: drop what waits in the queue (counting it) instead of waiting for room. The
-    end marker (``None``) always waits for room instead: it must not push out the last frame.
-    """
-    if newest_wins and item is not None:
-        while True:
-            try:
-                q.put_nowait(item)
-                return True
-            except queue.Full:
-                try:
-                    old = q.get_nowait()
-                except queue.Empty:
-                    continue
-                if old is not None:
-                    stats.count_drop()
-                else:  # never drop the end marker: it was the last thing put
-                    q.put_nowait(old)
-                    return True
+def _put(q: Queue, item: TimedFrame | None, *, stop: threading.Event) -> bool:
+    """Puts ``item``, waiting for room; returns False when the pipeline stopped first."""
     try:  # a frame finished as the pipeline stops still goes in when there is room
         q.put_nowait(item)
         return True
@@ -150,17 +71,41 @@ def _put(
     return False
 
 
+def _put_newest(q: Queue, item: TimedFrame | None, count: Callable[[], None]) -> None:
+    """Puts ``item``, pushing out what waits (``count()`` for each) instead of waiting.
+
+    The end marker (``None``) is never pushed out: it is always the last thing put.
+    """
+    while True:
+        try:
+            q.put_nowait(item)
+            return
+        except queue.Full:
+            try:
+                old = q.get_nowait()
+            except queue.Empty:
+                continue
+            if old is None:  # never drop the end marker
+                q.put_nowait(old)
+                return
+            count()
+
+
 class Pipeline:
     """Capture and dream threads around a source. A context manager; ``stop()`` is idempotent.
 
     Args:
         source: where frames come from; closed by ``stop()``.
         make_dreamer: builds the ``Dreamer`` in the dream thread (model load and compile).
-        live: newest frame wins (drops, no lag); False: block, lose nothing.
-        pace_fps: read the source at this rate (a file or still shown live); None: as it comes.
+        live: every captured frame out at once, the dream refreshed behind (see above);
+            False: a file render, where nothing is lost.
+        pace_fps: read the source at this rate (a file or photo played live); None: as it comes.
         controls: the live settings (keys): mirror is applied as frames enter, the rest by
             the dream thread. None: the dreamer keeps its config's settings.
         max_frames: stop capturing after this many frames.
+        dream_every: a file render dreams every Nth frame and composites the rest.
+        wait_for_dream: a live run's playback starts with the first keyframe (default: for a
+            source that can wait, a file or a photo; a camera never waits).
     """
 
     def __init__(
@@ -173,21 +118,29 @@ class Pipeline:
         controls: Controls | None = None,
         max_frames: int | None = None,
         stats: Stats | None = None,
+        dream_every: int = 1,
+        wait_for_dream: bool | None = None,
     ) -> None:
         self.source = source
         self.live = live
         self.pace_fps = pace_fps
         self.controls = controls
         self.max_frames = max_frames
+        self.dream_every = max(1, dream_every)
+        self.wait_for_dream = (not source.is_live) if wait_for_dream is None else wait_for_dream
         self.stats = stats if stats is not None else Stats()
+        self.compositor = Compositor()
         self.dreamer: Dreamer | None = None
         self.error: BaseException | None = None  # the first failure of a worker thread
-        self.on_idle: Callable[[], None] | None = None  # called while __iter__ waits
         self.ready = threading.Event()  # set once the model is built (or failed to build)
         self.done = threading.Event()  # set by stop(): every thread winds down
+        self.on_idle: Callable[[], None] | None = None  # called while __iter__ waits
         self._make_dreamer = make_dreamer
-        self._captured: queue.Queue[TimedFrame | None] = queue.Queue(maxsize=1 if live else 4)
-        self._dreamed: queue.Queue[TimedFrame | None] = queue.Queue(maxsize=1 if live else 4)
+        self._keyframed = threading.Event()  # the first keyframe is published
+        # Live: every frame to the caller, the newest to the dream. File: frames in order
+        # through the dream to the caller.
+        self._to_dream: Queue = queue.Queue(maxsize=1 if live else 4)
+        self._out: Queue = queue.Queue(maxsize=LIVE_QUEUE if live else 4)
         self._threads: list[threading.Thread] = []
         self._ended = False
         self._lock = threading.Lock()
@@ -219,10 +172,10 @@ class Pipeline:
         read that blocks) is left behind as a daemon: it ends on its own and touches no sink;
         a read stuck in a driver releases the device when it returns (``Source.close``).
         ``alive_threads()`` lists them.
-        Frames already dreamed stay queued: ``next_frame(0)`` still hands them out.
+        Frames already finished stay queued: ``next_frame(0)`` still hands them out.
         """
         self.done.set()
-        self._drain(self._captured)  # not yet dreamed: dropped
+        self._drain(self._to_dream)  # not yet dreamed: dropped
         if self._stopped:  # the threads had their time once: a second stop() waits no more
             return
         self._stopped = True
@@ -245,7 +198,7 @@ class Pipeline:
         self.stop()
 
     @staticmethod
-    def _drain(q: queue.Queue[TimedFrame | None]) -> None:
+    def _drain(q: Queue) -> None:
         while True:
             try:
                 q.get_nowait()
@@ -263,14 +216,14 @@ class Pipeline:
 
     # -- consumer side (the caller's thread) -----------------------------------------------
     def next_frame(self, timeout: float = POLL) -> TimedFrame | None:
-        """The next dreamed frame, or None when none came within ``timeout``.
+        """The next output frame, or None when none came within ``timeout``.
 
         Check ``ended`` after a None: it tells the end of the stream from a slow dream.
         """
         if self._ended:
             return None
         try:
-            item = self._dreamed.get(timeout=timeout)
+            item = self._out.get(timeout=timeout)
         except queue.Empty:
             if self.done.is_set() and not any(t.is_alive() for t in self._threads):
                 self._ended = True
@@ -278,18 +231,27 @@ class Pipeline:
         if item is None:
             self._ended = True
             return None
+        stats = self.stats
+        if self.live:
+            keyframe = self.compositor.keyframe
+            item.image, item.dreamed = self.compositor.composite(
+                item.image, item.captured, item.index
+            )
+            stats.compositor_seconds.append(self.compositor.last_ms / 1000.0)
+            if item.dreamed and keyframe is not None:
+                stats.dream_ages.append(time.perf_counter() - keyframe.captured)
         now = time.perf_counter()
-        self.stats.output += 1
-        self.stats.output_fps.tick(now)
-        self.stats.latencies.append(now - item.captured)
+        stats.output += 1
+        stats.output_fps.tick(now)
+        stats.latencies.append(now - item.captured)
         return item
 
     def __iter__(self) -> Iterator[TimedFrame]:
-        """Dreamed frames in order until the stream ends, fails or is stopped; starts the threads.
+        """Output frames in order until the stream ends, fails or is stopped; starts the threads.
 
         While it waits for the next frame it calls ``on_idle`` (a preview window stays
-        responsive: keys during a slow dream). After a stop (``done``), frames already dreamed
-        stay queued for ``next_frame(0)``.
+        responsive: keys during a slow dream). After a stop (``done``), frames already
+        finished stay queued for ``next_frame(0)``.
         """
         self.start()
         while not self.done.is_set():
@@ -303,7 +265,7 @@ class Pipeline:
 
     @property
     def ended(self) -> bool:
-        """True once the last dreamed frame was taken (end of input, error or stop)."""
+        """True once the last frame was taken (end of input, error or stop)."""
         return self._ended
 
     # -- worker threads ----------------------------------------------------------------------
@@ -312,16 +274,17 @@ class Pipeline:
         period = 1.0 / self.pace_fps if self.pace_fps else 0.0
         next_time = time.perf_counter()
         index = 0
+        waits = self.wait_for_dream or not self.live
         try:
-            # A live source is read from the start (a camera's frames are wanted as they come);
-            # a file waits for the model so its first frames are not dropped or queued for long.
-            while not self.live and not self.ready.wait(POLL):
+            # A camera is read from the start (its frames are wanted as they come); a file or
+            # photo waits for the model, so its first frames are not queued for long.
+            while waits and not self.ready.wait(POLL):
                 if stop.is_set():
                     return
             while not stop.is_set():
                 if self.max_frames is not None and index >= self.max_frames:
                     break
-                if period:
+                if period and index:
                     delay = next_time - time.perf_counter()
                     if delay > 0 and stop.wait(delay):
                         break
@@ -334,60 +297,120 @@ class Pipeline:
                 now = time.perf_counter()
                 stats.captured += 1
                 stats.capture_fps.tick(now)
-                if not _put(
-                    self._captured,
-                    TimedFrame(index, image, now, self.source.position),
-                    newest_wins=self.live,
-                    stop=stop,
-                    stats=stats,
-                ):
-                    return
+                frame = TimedFrame(index, image, now, self.source.position)
+                if not self.live:
+                    if not _put(self._to_dream, frame, stop=stop):
+                        return
+                else:
+                    # The dream gets its own record: the caller replaces ``image`` of this one.
+                    _put_newest(self._to_dream, replace(frame), stats.count_skip)
+                    if index == 0 and self.wait_for_dream and not self._first_keyframe():
+                        return
+                    if index == 0 and self.wait_for_dream:
+                        next_time = time.perf_counter()  # the playback starts now
+                        frame.captured = next_time
+                    _put_newest(self._out, frame, stats.count_drop)
                 index += 1
         except BaseException as exc:  # handed to the caller, never lost
             # The input is gone, not the dream: end the stream so every frame already
-            # captured is still dreamed and delivered.
+            # captured is still delivered.
             self._fail(exc, stop=False)
         finally:
-            _put(self._captured, None, newest_wins=self.live, stop=stop, stats=stats)
+            if self.live:
+                _put_newest(self._to_dream, None, stats.count_skip)
+                _put_newest(self._out, None, stats.count_drop)
+            else:
+                _put(self._to_dream, None, stop=stop)
+
+    def _first_keyframe(self) -> bool:
+        """Waits until the first keyframe is published; False when the pipeline stopped."""
+        while not self._keyframed.wait(POLL):
+            if self.done.is_set():
+                return False
+        return True
 
     def _dream_loop(self) -> None:
-        stats, stop = self.stats, self.done
+        stop = self.done
         try:
             self.dreamer = self._make_dreamer()
         except BaseException as exc:  # handed to the caller, never lost
             self._fail(exc)
-            _put(self._dreamed, None, newest_wins=self.live, stop=stop, stats=stats)
+            _put(self._out, None, stop=stop)
             return
         finally:
             self.ready.set()
-        dreamer = self.dreamer
         try:
             while True:
                 try:
-                    item = self._captured.get(timeout=POLL)
+                    item = self._to_dream.get(timeout=POLL)
                 except queue.Empty:
                     if stop.is_set():
                         break
                     continue
                 if item is None or stop.is_set():
                     break
-                if self.controls is not None:
-                    dreamer.apply(self.controls)
-                started = time.perf_counter()
-                try:
-                    item.image = dreamer(item.image)
-                except MemoryError:  # host memory: the accelerator of a CPU run
-                    w, h = dreamer.config.size_for(item.image.shape[1], item.image.shape[0])
-                    raise AcceleratorMemoryError(
-                        f"out of memory dreaming at {w}x{h}: "
-                        "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
-                    ) from None
-                stats.dream_seconds.append(time.perf_counter() - started)
-                stats.dreamed += 1
-                stats.dream_fps.tick()
-                if not _put(self._dreamed, item, newest_wins=self.live, stop=stop, stats=stats):
+                if self.live:
+                    self._refresh(item)
+                elif not _put(self._out, self._render(item), stop=stop):
                     return
         except BaseException as exc:  # handed to the caller, never lost
             self._fail(exc)
         finally:
-            _put(self._dreamed, None, newest_wins=self.live, stop=stop, stats=stats)
+            if not self.live:
+                _put(self._out, None, stop=stop)
+
+    def _apply_controls(self, dreamer: Dreamer) -> None:
+        controls = self.controls
+        if controls is None:
+            return
+        if controls.reset:  # `r`: the keyframe goes with the carried dream
+            self.compositor.reset()
+        dreamer.apply(controls)
+
+    def _dream(self, item: TimedFrame, clock: float) -> None:
+        """Dreams ``item`` into a new keyframe and publishes it. Dream thread."""
+        dreamer = self.dreamer
+        assert dreamer is not None
+        stats = self.stats
+        started = time.perf_counter()
+        try:
+            keyframe = dreamer.keyframe(item.image, index=item.index, captured=clock)
+        except MemoryError:  # host memory: the accelerator of a CPU run
+            w, h = dreamer.config.size_for(item.image.shape[1], item.image.shape[0])
+            raise AcceleratorMemoryError(
+                f"out of memory dreaming at {w}x{h}: "
+                "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
+            ) from None
+        self.compositor.publish(keyframe)
+        self._keyframed.set()
+        stats.dream_seconds.append(time.perf_counter() - started)
+        stats.dreamed += 1
+        stats.dream_fps.tick()
+
+    def _refresh(self, item: TimedFrame) -> None:
+        """Live: the newest frame becomes the next keyframe."""
+        assert self.dreamer is not None
+        self._apply_controls(self.dreamer)
+        if not self.dreamer.enabled:  # dream off: frames go out as they are
+            self.compositor.reset()
+            self._keyframed.set()
+            return
+        self._dream(item, item.captured)
+
+    def _render(self, item: TimedFrame) -> TimedFrame:
+        """File render: every Nth frame dreamed, each frame composited; in order."""
+        assert self.dreamer is not None
+        self._apply_controls(self.dreamer)
+        # The input's own clock: a keyframe's age is how far apart the frames are in the video.
+        fps = self.source.fps or 30.0
+        clock = item.pts if item.pts is not None else item.index / fps
+        if not self.dreamer.enabled:
+            self.compositor.reset(clock)
+            return item
+        if item.index % self.dream_every == 0 or self.compositor.keyframe is None:
+            self._dream(item, clock)
+        item.image, item.dreamed = self.compositor.composite(item.image, clock, item.index)
+        if not item.dreamed:  # a scene cut between keyframes: dream this frame afresh
+            self._dream(item, clock)
+            item.image, item.dreamed = self.compositor.composite(item.image, clock, item.index)
+        return item

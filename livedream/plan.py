@@ -21,14 +21,15 @@ class RunPlan:
 
     Attributes:
         still: a photo dreamed in octaves to an image file (no stream at all).
-        live: newest frame wins and lag never builds up (frames may be dropped); False: a
-            file or a photo rendered to a file, where nothing is lost.
+        live: every captured frame goes out at once, the dream refreshed behind it as fast as
+            it can; False: a file or a photo rendered to a file, where nothing is lost.
         preview: show the preview window.
         pace_fps: read the source at this rate (a file or photo played live); None: as it comes.
         max_frames: stop capturing after this many frames (a file render); None: no limit.
         total: frames a file render will produce (the progress bar); None for a live run.
         fps: the rate outputs run at (the recording, the virtual camera).
-        realtime_recording: the recording keeps real time by holding frames (a live run).
+        realtime_recording: the recording keeps real time by holding frames (a camera).
+        dream_every: a file render dreams every Nth frame and composites the rest.
     """
 
     still: bool
@@ -39,6 +40,7 @@ class RunPlan:
     total: int | None
     fps: float
     realtime_recording: bool
+    dream_every: int
 
 
 def check_request(config: RunConfig) -> None:
@@ -90,6 +92,7 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
             total=1,
             fps=source.fps,
             realtime_recording=False,
+            dream_every=1,
         )
     records = config.output is not None
     if photo and records and config.max_frames is None:
@@ -110,9 +113,10 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
             f"nothing to show the dream on: {why}; give --output FILE or --virtual-cam"
             + ("" if config.preview is False else ", or run where a display exists")
         )
-    # A file (or a photo) rendered to a file loses nothing: the queues block. Everything
-    # else drops frames to stay live.
-    live = source.is_live or not records
+    # Live: a camera or stream, or anything a person watches as it plays (the preview, the
+    # virtual camera), or --realtime. Only a file or photo rendered to a file is not: its
+    # queues block, nothing is lost.
+    live = source.is_live or preview or config.virtual_cam is not None or config.realtime
     total = None
     if not live:
         total = source.frame_count or config.max_frames
@@ -126,5 +130,7 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
         max_frames=None if live else config.max_frames,
         total=total,
         fps=source.fps,
-        realtime_recording=live and records,
+        # A camera's recording holds frames to keep real time; a file's keeps its timestamps.
+        realtime_recording=source.is_live and records,
+        dream_every=1 if live else config.dream_every,
     )

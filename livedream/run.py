@@ -96,6 +96,7 @@ class StreamRun:
             pace_fps=self.plan.pace_fps,
             controls=self.controls,
             max_frames=self.plan.max_frames,
+            dream_every=self.plan.dream_every,
         )
         self.outputs = Outputs.open(config, self.plan, source, preview=self._window)
 
@@ -210,8 +211,9 @@ class StreamRun:
     def _report(self) -> None:
         stats = self.stats
         log.info(
-            "%d frames out, %d dropped to stay live, latency p50 %.0f ms, p95 %.0f ms",
+            "%d frames out (%d dreamed, %d dropped), latency p50 %.0f ms, p95 %.0f ms",
             stats.output,
+            stats.dreamed,
             stats.dropped,
             stats.latency_ms(0.5),
             stats.latency_ms(0.95),

@@ -34,14 +34,21 @@ def status_table(stats: Stats, info: dict[str, str]) -> Table:
     table.add_column()
     table.add_row(
         "fps",
-        f"capture {stats.capture_fps.rate():5.1f}   dream {stats.dream_fps.rate():5.1f}   "
-        f"output {stats.output_fps.rate():5.1f}",
+        f"output {stats.output_fps.rate():5.1f}   dream {stats.dream_fps.rate():5.1f}   "
+        f"(capture {stats.capture_fps.rate():.1f})",
     )
     table.add_row(
         "latency",
         f"p50 {stats.latency_ms(0.5):6.0f} ms   p95 {stats.latency_ms(0.95):6.0f} ms",
     )
-    table.add_row("frames", f"{stats.output} out, {stats.dropped} dropped to stay live")
+    table.add_row(
+        "dream age",
+        f"p50 {stats.dream_age_ms(0.5):6.0f} ms   p95 {stats.dream_age_ms(0.95):6.0f} ms",
+    )
+    table.add_row(
+        "frames",
+        f"{stats.output} out, {stats.dreamed} dreamed, {stats.dropped} dropped",
+    )
     for key, value in info.items():
         table.add_row(key, value)
     return table
@@ -50,7 +57,8 @@ def status_table(stats: Stats, info: dict[str, str]) -> Table:
 def hud_lines(stats: Stats, info: dict[str, str]) -> list[str]:
     """The preview's heads-up overlay, as short lines."""
     return [
-        f"{stats.output_fps.rate():4.1f} fps  latency {stats.latency_ms(0.5):4.0f} ms",
+        f"{stats.output_fps.rate():4.1f} fps out  {stats.dream_fps.rate():4.1f} dream",
+        f"latency {stats.latency_ms(0.5):4.0f} ms  dream age {stats.dream_age_ms(0.5):4.0f} ms",
         f"dropped {stats.dropped}",
         *(f"{key} {value}" for key, value in info.items()),
     ]

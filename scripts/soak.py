@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  wall time           {figures.seconds:.1f} s")
     print(
         f"  frames              {figures.captured} captured, {figures.dreamed} dreamed, "
-        f"{figures.output} delivered, {figures.dropped} dropped to stay live"
+        f"{figures.output} delivered, {figures.dropped} dropped"
     )
     print(
         f"  resident memory     {figures.rss_warm:.1f} MiB after warm-up, "

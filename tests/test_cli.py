@@ -346,7 +346,7 @@ def test_a_terminal_shows_the_live_status_table(
     with open_source(config.input, fps=config.fps) as source:
         assert StreamRun(config, source, console).run() == 0
     text = console.export_text()
-    for row in ("capture", "dream", "output", "latency", "p95", "6 out", "dropped to stay live"):
+    for row in ("capture", "dream", "output", "latency", "p95", "dream age", "6 out", "dropped"):
         assert row in text
     assert "vgg16_hed (block2_conv2)" in text
     assert "64x48, 2 steps of 0.0120" in text

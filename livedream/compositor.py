@@ -1,0 +1,155 @@
+"""The compositor: every camera frame gets the newest dream, warped onto it by optical flow.
+
+The dream thread publishes a ``Keyframe`` whenever it finishes one (the small grey picture it
+dreamed, the dream residual it added, when that picture was captured). Each output frame then
+takes that residual along the flow from itself *straight to the keyframe* (never chained frame
+to frame, so nothing drifts), weighted by
+
+- trust: the forward-backward consistency of that flow (zero where the keyframe's pixels are
+  occluded: those show the raw frame, never a ghost),
+- a fade with the keyframe's age times the motion since it, so a dream that falls far behind a
+  moving scene fades instead of smearing,
+
+and is reset on a scene cut (most of the frame untrusted): frames go out as they are until a
+keyframe captured after the cut arrives. The residual is upscaled and added to the full frame,
+so the output keeps the camera's sharpness.
+
+    compositor.publish(keyframe)                       # dream thread
+    out, dreamed = compositor.composite(frame, now)    # the thread that outputs frames
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from livedream.media import Frame
+from livedream.temporal import FlowEstimator, grid, to_gray, warp
+
+# Pixels of motion (at the dream size) times seconds of keyframe age that fade the residual
+# to 1/e: a keyframe 0.3 s old keeps ~70% where things moved 10 px since, all of it where
+# nothing moved; one 2 s behind a fast pan is all but gone.
+FADE_PX_S = 10.0
+# Share of the frame whose flow to the keyframe is trusted, below which it is a new scene.
+CUT_TRUST = 0.2
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """One dreamed frame, as the compositor uses it.
+
+    Attributes:
+        gray: (h, w) uint8, the keyframe's input at the dream size, grey.
+        residual: (h, w, 3) float32, what the dream added to it (BGR, 0..255 units).
+        captured: ``time.perf_counter()`` when its frame was captured.
+        index: its frame's number in the stream.
+    """
+
+    gray: np.ndarray
+    residual: np.ndarray
+    captured: float
+    index: int
+
+
+def add_residual(frame: Frame, residual: np.ndarray) -> Frame:
+    """``frame`` plus ``residual`` upscaled to its size: (H, W, 3) uint8 BGR."""
+    h, w = frame.shape[:2]
+    if residual.shape[:2] != (h, w):
+        residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = frame.astype(np.float32)
+    out += residual
+    np.clip(out, 0.0, 255.0, out=out)
+    return out.astype(np.uint8)
+
+
+class Compositor:
+    """Warps the newest keyframe's dream onto each frame. ``publish`` and ``reset`` may come
+    from any thread; ``composite`` from one thread (it owns the flow estimator).
+
+    Args:
+        fade_px_s: motion (px at the dream size) x age (s) that fades the residual to 1/e.
+        cut_trust: below this share of trusted pixels a frame starts a new scene.
+    """
+
+    def __init__(self, *, fade_px_s: float = FADE_PX_S, cut_trust: float = CUT_TRUST) -> None:
+        self.fade_px_s = fade_px_s
+        self.cut_trust = cut_trust
+        self._lock = threading.Lock()
+        self._keyframe: Keyframe | None = None
+        self._reset_at = -float("inf")  # keyframes captured before this are stale
+        self._estimator = FlowEstimator()
+        self._coords: np.ndarray | None = None
+        self.cuts = 0  # scene cuts seen
+        self.last_ms = 0.0  # what the last composite() cost
+        self.last_age = 0.0  # seconds between the last keyframe's capture and its use
+
+    @property
+    def keyframe(self) -> Keyframe | None:
+        """The keyframe frames are composited with now, or None (frames go out raw)."""
+        return self._keyframe
+
+    def publish(self, keyframe: Keyframe) -> None:
+        """Makes ``keyframe`` the dream every following frame gets; any thread.
+
+        A keyframe captured before the last reset or cut is ignored: it shows another scene.
+        """
+        with self._lock:
+            if keyframe.captured >= self._reset_at:
+                self._keyframe = keyframe
+
+    def reset(self, at: float | None = None) -> None:
+        """Drops the keyframe: frames go out raw until one captured after ``at`` (now)."""
+        with self._lock:
+            self._keyframe = None
+            self._reset_at = time.perf_counter() if at is None else at
+
+    def composite(self, frame: Frame, captured: float, index: int = -1) -> tuple[Frame, bool]:
+        """``frame`` with the newest dream on it.
+
+        Args:
+            frame: (H, W, 3) uint8 BGR.
+            captured: its capture time (``time.perf_counter()``).
+            index: its frame number; the keyframe's own frame needs no flow.
+
+        Returns:
+            (the output frame, whether it carries a dream). Without a keyframe (before the
+            first, after a reset or a cut) the frame itself, unchanged.
+        """
+        started = time.perf_counter()
+        keyframe = self._keyframe
+        if keyframe is None:
+            return frame, False
+        residual: np.ndarray | None = keyframe.residual
+        if index != keyframe.index:
+            residual = self._follow(frame, captured, keyframe)
+        if residual is None:
+            return frame, False
+        out = add_residual(frame, residual)
+        self.last_age = max(0.0, captured - keyframe.captured)
+        self.last_ms = 1000.0 * (time.perf_counter() - started)
+        return out, True
+
+    def _follow(self, frame: Frame, captured: float, keyframe: Keyframe) -> np.ndarray | None:
+        """The keyframe's residual moved onto ``frame``, or None on a scene cut."""
+        h, w = keyframe.gray.shape
+        small = frame
+        if frame.shape[:2] != (h, w):
+            small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        gray = to_gray(small)
+        if self._coords is None or self._coords.shape[:2] != (h, w):
+            self._coords = grid(h, w)
+        back, trust = self._estimator.back_and_trust(gray, keyframe.gray, self._coords)
+        if float(trust.mean()) < self.cut_trust:
+            self.cuts += 1
+            self.reset(captured)
+            return None
+        age = max(0.0, captured - keyframe.captured)
+        motion = np.sqrt((back**2).sum(axis=2))  # (h, w) px between this frame and the keyframe
+        weight = trust * np.exp(-(age / self.fade_px_s) * motion)
+        warped: np.ndarray = warp(keyframe.residual, back, self._coords)
+        warped *= weight[..., None]
+        return warped
