@@ -159,6 +159,8 @@ class _FileHandler(_Quiet):
         self.send_header("Content-Type", "video/mp4")
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(end - start + 1))
+        # Said out loud: FFmpeg otherwise sends its next request (a seek) down this socket.
+        self.send_header("Connection", "close")
         self.end_headers()
         if body:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):

@@ -16,9 +16,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import pytest
 from conftest import FAST, LivedreamProcess, WriteVideo
 from netserve import MjpegServer, RangeFileServer, SilentServer, refused_port
+from rich.console import Console
 
 from livedream.args import build_parser
 from livedream.errors import SourceError, SourceLostError
@@ -43,6 +45,16 @@ def livedream(*args: str, timeout: float = OPEN_ERROR_WITHIN) -> tuple[int, str,
         timeout=timeout,
     )
     return result.returncode, result.stdout + result.stderr, time.monotonic() - started
+
+
+def count_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), f"{path} does not open as a video"
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return frames
 
 
 def error_line(output: str) -> str:
@@ -193,18 +205,11 @@ def test_video_at_a_url_is_read_frame_for_frame(clip_url: str) -> None:
 
 
 def test_video_at_a_url_rendered_to_a_file_has_every_frame(clip_url: str, tmp_path: Path) -> None:
-    import cv2
-
     out = tmp_path / "out.mp4"
     code, output, _ = livedream("-i", clip_url, "-o", str(out), *FAST, timeout=300)
     assert code == 0, output
-    capture = cv2.VideoCapture(str(out))
-    frames = 0
-    while capture.read()[0]:
-        frames += 1
-    assert frames == 40
-    assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 160
-    capture.release()
+    assert "a video of 40 frames" in output
+    assert count_frames(out) == 40
 
 
 # --- opening that fails: one line, bounded, no password ----------------------------------
@@ -257,4 +262,22 @@ def test_live_stream_run_never_prints_its_password(camera: MjpegServer, tmp_path
         proc.close()
     assert PASSWORD not in proc.err
     assert f"opened http://me:***@127.0.0.1:{camera.port}/video" in proc.err
-    assert out.stat().st_size > 0
+    assert count_frames(out) > 0
+
+
+def test_lost_stream_ends_the_run_with_the_recording_finalized(
+    camera: MjpegServer, tmp_path: Path
+) -> None:
+    from livedream.args import parse_args
+    from livedream.run import StreamRun
+
+    out = tmp_path / "call.mp4"
+    config, _ = parse_args(["-i", camera.url, "-o", str(out), "--no-preview", *FAST])
+    source = StreamSource(camera.url, reconnect_for=1.0, **QUICK)
+    run = StreamRun(config, source, Console(stderr=True, force_terminal=False))
+    threading.Timer(3.0, camera.down.set).start()
+    with pytest.raises(SourceLostError, match="did not come back within 1 s"):
+        run.run()
+    assert run.stats.output > 0
+    assert count_frames(out) >= run.stats.output  # finalized, every dreamed frame in it
+    assert run.pipeline.alive_threads() == []

@@ -120,8 +120,13 @@ def _why_not_open(url: str, *, timed_out: bool, opened: bool, timeout: float) ->
             f"no stream arrived within {timeout:g} s; check that the sender sends to this "
             "machine and port"
         )
-    if opened:
+    if opened and timed_out:
         return f"it opened but sent no frame within {timeout:g} s; is the camera streaming?"
+    if opened:
+        return (
+            "it opened but no frame could be decoded from it; check that the URL plays in VLC "
+            "or ffplay"
+        )
     host = parts.hostname or ""
     try:
         port = parts.port or _DEFAULT_PORTS.get(scheme)
