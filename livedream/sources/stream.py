@@ -208,9 +208,16 @@ class StreamSource(Source):
         attempt = _Connection(url, timeout=open_timeout, read_timeout=stall_after)
         got = attempt.result(started + open_timeout + _JOIN_SLACK_S, self._closing)
         if got is None:
-            timed_out = time.monotonic() - started >= open_timeout
+            waited = time.monotonic() - started
+            # Opened, then a first read that ran into the stall timeout: a silent stream too.
+            timed_out = waited >= open_timeout or (
+                attempt.opened and waited >= min(open_timeout, stall_after) * 0.9
+            )
             why = _why_not_open(
-                url, timed_out=timed_out, opened=attempt.opened, timeout=open_timeout
+                url,
+                timed_out=timed_out,
+                opened=attempt.opened,
+                timeout=round(min(waited, open_timeout), 1),
             )
             raise SourceError(f"cannot open stream {self.name}: {why}")
         self._cap, first = got
