@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = DreamConfig()
     parser = OneLineParser(
         prog="livedream",
-        description="Real-time DeepDream filter for webcams, video files and photos.",
+        description="Real-time DeepDream filter for webcams, network streams, video files and "
+        "photos.",
         epilog=KEYS_HELP + ". Exit codes: 0 done, 1 error, 2 bad usage, 130 interrupted.",
         formatter_class=HelpFormatter,
     )
@@ -120,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         "-i",
         default="0",
-        help="webcam index (0, 1, ...), device path (/dev/video0), video file or image",
+        help="webcam index (0, 1, ...), device path (/dev/video0), video file, image, or a "
+        "network stream URL: rtsp:// rtsps:// http:// https:// udp:// tcp:// (an IP camera, "
+        "a phone webcam app's MJPEG, a video file on a server); a password in it is never shown",
     )
     io.add_argument(
         "--output",
@@ -186,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--fps",
         type=positive_float,
         default=None,
-        help="camera fps to ask for; the pace of a photo shown live (default 30)",
+        help="camera fps to ask for; the rate a stream URL is taken to run at; the pace of a "
+        "photo shown live (default 30)",
     )
     cam.add_argument("--mirror", action="store_true", help="flip the picture left-right")
     dream = parser.add_argument_group("dream")

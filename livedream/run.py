@@ -118,7 +118,8 @@ class StreamRun:
         w, h = dream.size_for(source.width, source.height)
         precision, compile_mode = choose_variant(dream.precision, dream.compile, detect_device())
         return {
-            "input": f"{source.name} {source.width}x{source.height} @ {source.fps:.3g} fps",
+            "input": f"{source.name} {source.width}x{source.height} @ {source.fps:.3g} fps"
+            + (f", {source.status}" if source.status else ""),
             "model": f"{dream.model} ({','.join(c.layers)})",
             "dream": f"{w}x{h}, {c.steps} steps of {c.step_size:.4f}, "
             f"flow {'on' if c.flow else 'off'}, {precision}, {compile_mode}"

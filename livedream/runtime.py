@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from livedream.urls import mask_passwords
+
 log = logging.getLogger("livedream")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -33,6 +35,9 @@ def quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("QT_LOGGING_RULES", "*.warning=false")
     for name in ("tensorflow", "absl", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:  # imported already (the preview's key names): the variable came too late
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def import_tensorflow(verbose: bool) -> None:
@@ -59,6 +64,18 @@ def import_tensorflow(verbose: bool) -> None:
         os.close(saved)
 
 
+class MaskPasswords(logging.Filter):
+    """Masks the password of any ``scheme://user:password@`` in a log message (a stream URL
+    logged by livedream or by a library), whatever logger it came from."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_passwords(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 def setup_logging(console: Console, verbose: bool) -> Callable[[], None]:
     """Logs to ``console``: Rich in a terminal; plain unwrapped lines in a pipe or a log file,
     so that each message stays one line that a script can grep.
@@ -72,6 +89,7 @@ def setup_logging(console: Console, verbose: bool) -> Callable[[], None]:
     else:
         handler = logging.StreamHandler(console.file)
         handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+    handler.addFilter(MaskPasswords())
     root, ours = logging.getLogger(), logging.getLogger("livedream")
     saved = (root.handlers[:], root.level, ours.level)
     root.handlers[:] = [handler]
@@ -138,7 +156,7 @@ class Interrupts:
 
 def print_error(console: Console, message: str) -> None:
     """One ``error: ...`` line on stderr, never wrapped (a script may grep it)."""
-    text = " ".join(message.split())  # a message from a library may hold newlines
+    text = " ".join(mask_passwords(message).split())  # a library's message may hold newlines
     console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 

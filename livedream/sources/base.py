@@ -50,6 +50,12 @@ class Source(ABC):
         return self._closed
 
     @property
+    def status(self) -> str:
+        """What the source is busy with instead of delivering (``reconnecting (attempt 2, 7 s)``),
+        for the status table; empty while frames flow. Any thread may read it."""
+        return ""
+
+    @property
     def damage_message(self) -> str:
         """One line for the user when the input turned out damaged mid-run, else empty."""
         return ""
