@@ -5,8 +5,9 @@ dreamed, the dream residual it added, when that picture was captured). Each outp
 takes that residual along the flow from itself *straight to the keyframe* (never chained frame
 to frame, so nothing drifts), weighted by
 
-- trust: the forward-backward consistency of that flow (zero where the keyframe's pixels are
-  occluded: those show the raw frame, never a ghost),
+- trust: the forward-backward consistency of that flow, times how well the keyframe's pixel it
+  points at matches (zero where the keyframe's pixels are occluded or the flow lost them: those
+  show the raw frame, never a ghost),
 - a fade with the keyframe's age times the motion since it, so a dream that falls far behind a
   moving scene fades instead of smearing,
 
@@ -36,6 +37,9 @@ from livedream.temporal import FlowEstimator, grid, to_gray, warp
 FADE_PX_S = 10.0
 # Share of the frame whose flow to the keyframe is trusted, below which it is a new scene.
 CUT_TRUST = 0.2
+# Grey levels (0..255) a pixel may differ from the keyframe pixel its flow points at and still
+# be fully trusted; twice that and it is not trusted at all (something new is there).
+MATCH_TOLERANCE = 12.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,9 @@ class Compositor:
         if self._coords is None or self._coords.shape[:2] != (h, w):
             self._coords = grid(h, w)
         back, trust = self._estimator.back_and_trust(gray, keyframe.gray, self._coords)
+        seen = warp(keyframe.gray, back, self._coords)  # the keyframe as this frame sees it
+        mismatch = np.abs(gray.astype(np.float32) - seen)
+        trust *= np.clip(2.0 - mismatch / MATCH_TOLERANCE, 0.0, 1.0)
         if float(trust.mean()) < self.cut_trust:
             self.cuts += 1
             self.reset(captured)
