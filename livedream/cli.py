@@ -152,4 +152,11 @@ def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
             return run_still(config, plan, source, console, interrupts)
         # From the first output file on, a signal asks for a clean stop instead of raising.
         interrupts.defer()
-        return StreamRun(config, source, console, plan=plan).run(interrupts)
+        code = StreamRun(config, source, console, plan=plan).run(interrupts)
+    if config.demo and code == EXIT_OK:
+        log.info(
+            "your dreamed clip is %s; next, dream your webcam: `livedream` (a preview window), "
+            "or `livedream --virtual-cam` for Zoom, Meet, Teams or OBS",
+            config.output,
+        )
+    return code

@@ -71,4 +71,5 @@ class RunConfig:
     dream_every: int = 1  # file renders: dream every Nth frame, composite the rest
     hud: bool = False  # heads-up overlay with fps and latency in the preview
     verbose: bool = False
+    demo: bool = False  # --demo: the end says what to try next
     dream: DreamConfig = field(default_factory=DreamConfig)

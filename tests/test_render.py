@@ -116,3 +116,20 @@ def test_a_picture_with_an_even_size_survives(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "clip.mp4", frames=3, audio=None)
     first, _ = source_frames(clip)[0]
     assert np.abs(first.astype(int) - picture(0)).mean() < 6
+
+
+def test_demo_is_a_short_dreamed_h264_clip_and_says_what_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from livedream.args import SAMPLE_CLIP
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--demo", "--max-frames", "24"]) == 0  # the demo's own dream settings
+    out = tmp_path / "dream.mp4"
+    found = probe(out)
+    assert found.video_codec == "h264" and len(found.frame_times) == 24
+    assert (found.width, found.height) == (640, 272)
+    outs = [frame for frame, _ in source_frames(out)]
+    ins = [frame for frame, _ in source_frames(SAMPLE_CLIP)][:24]
+    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(outs, ins, strict=True)]) > 3
+    assert "livedream --virtual-cam" in capsys.readouterr().err
