@@ -5,29 +5,27 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from conftest import FAST, LivedreamProcess
+from helpers import (
+    FAST,
+    FakeCameraLog,
+    LivedreamProcess,
+    WriteVideo,
+    XScreen,
+    difference,
+    overlay_scores,
+    photo,
+    read_video,
+    wait_for,
+)
 
 from livedream.cli import main
-from livedream.display import has_display
-
-
-def read_video(path: Path) -> tuple[list[np.ndarray], float]:
-    capture = cv2.VideoCapture(str(path))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames, fps
 
 
 def test_help_shows_every_flag_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,7 +71,7 @@ def test_bad_values_exit_2_with_one_line(
 
 
 def test_file_render_keeps_frame_count_size_and_fps_and_dreams_every_frame(
-    tmp_path: Path, write_video: Any
+    tmp_path: Path, write_video: WriteVideo
 ) -> None:
     clip = write_video(tmp_path / "in.avi", frames=20, width=160, height=120, fps=12.5)
     out = tmp_path / "out.avi"
@@ -132,11 +130,9 @@ def test_photo_to_image_is_dreamed_in_octaves(tmp_path: Path) -> None:
 
 
 def test_virtual_camera_gets_the_dreamed_frames(
-    tmp_path: Path, write_video: Any, fake_vcam: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, write_video: WriteVideo, vcam_env: FakeCameraLog
 ) -> None:
-    from conftest import FAKE_BACKEND
-
-    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
+    fake_vcam = vcam_env
     clip = write_video(tmp_path / "in.avi", frames=12, width=160, height=120, fps=25.0)
     assert (
         main(["-i", str(clip), "--virtual-cam", "--no-preview", *FAST, "--step-size", "0.05"]) == 0
@@ -154,15 +150,11 @@ def test_virtual_camera_gets_the_dreamed_frames(
 
 def test_virtual_camera_that_cannot_start_gives_the_setup_hint(
     tmp_path: Path,
-    write_video: Any,
-    fake_vcam: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    write_video: WriteVideo,
+    vcam_env: FakeCameraLog,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from conftest import FAKE_BACKEND
-
-    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
-    fake_vcam.fail_open = "device busy"
+    vcam_env.fail_open = "device busy"
     clip = write_video(tmp_path / "in.avi", frames=5)
     code = main(["-i", str(clip), "--virtual-cam", "--no-preview", *FAST])
     err = capsys.readouterr().err
@@ -175,7 +167,7 @@ def test_virtual_camera_that_cannot_start_gives_the_setup_hint(
 
 
 def test_virtual_camera_without_a_backend_gives_the_setup_hint(
-    tmp_path: Path, write_video: Any, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, write_video: WriteVideo, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if Path("/dev/video0").exists() or sys.platform != "linux":
         pytest.skip("this machine has a video device: the no-backend case cannot be staged")
@@ -189,115 +181,186 @@ def test_virtual_camera_without_a_backend_gives_the_setup_hint(
 # --- the preview window, in a real livedream process on Xvfb -------------------------------------
 
 
-def photo(path: Path) -> np.ndarray:
-    """A bright, smooth, colourful photo: easy to find on screen, clearly changed by a dream."""
-    ys, xs = np.mgrid[0:96, 0:128].astype(np.float32)
-    image = np.dstack(
-        [120 + 100 * np.sin(xs / 9), 150 + 80 * np.cos(ys / 7), 170 + 60 * np.sin((xs + ys) / 11)]
-    ).astype(np.uint8)
-    cv2.imwrite(str(path), image)
-    return image
+PHOTO_SIZE = (480, 360)  # wide enough for the overlay's longest line at its font size
+DREAM_LINE = "dream 64x48, {steps} steps of {size:.4f}, flow {flow}, float32, graph{off}"
 
 
-def window_pixels(x_screen: Any, title: str, size: tuple[int, int]) -> np.ndarray | None:
-    """The window's content, resized to ``size`` (w, h), or None while it is not mapped."""
-    window = x_screen.find_window(title)
-    if window is None:
-        return None
-    root = x_screen._d().screen().root
-    geometry = window.get_geometry()
-    origin = root.translate_coords(window, 0, 0)
-    screen = x_screen.grab()
-    x, y = max(0, origin.x), max(0, origin.y)
-    crop = screen[y : y + geometry.height, x : x + geometry.width]
-    if crop.size == 0:
-        return None
-    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+def dream_line(steps: int = 2, size: float = 0.01, flow: str = "on", off: str = "") -> str:
+    return DREAM_LINE.format(steps=steps, size=size, flow=flow, off=off)
 
 
-def difference(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+def overlay(model: str, dream: str) -> list[str]:
+    """The preview's overlay lines (the first three only set the spacing here)."""
+    return ["10.0 fps  latency   80 ms", "dropped 0", "input photo.png", model, dream]
 
 
-def wait_for(condition: Any, timeout: float = 60.0) -> Any:
-    """Polls ``condition()`` until it returns something other than None or False."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value is not None and value is not False:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
+class Preview:
+    """The ``livedream`` preview window of a real process, as a user sees and drives it."""
+
+    def __init__(self, run: LivedreamProcess, x_screen: XScreen, image: np.ndarray) -> None:
+        self.run, self.x_screen, self.image = run, x_screen, image
+
+    def pixels(self) -> np.ndarray | None:
+        shown = self.x_screen.window_pixels("livedream")
+        if shown is None or shown.shape != self.image.shape:
+            return None  # not mapped yet, or not yet at the picture's size
+        return shown
+
+    def when(self, check: Callable[[np.ndarray], bool], what: str, timeout: float = 60.0) -> Any:
+        """The window's pixels once ``check(pixels)`` holds."""
+
+        def condition() -> np.ndarray | None:
+            shown = self.pixels()
+            return shown if shown is not None and check(shown) else None
+
+        return wait_for(condition, timeout, what)
+
+    def strength(self, shown: np.ndarray, reference: np.ndarray | None = None) -> float:
+        """Mean |shown - input| below the overlay (the bottom half of the picture)."""
+        half = self.image.shape[0] // 2
+        ref = self.image if reference is None else reference
+        return difference(shown[half:], ref[half:])
+
+    def settled(self) -> float:
+        """The dream's strength once it stopped growing or fading (the carry's steady state)."""
+
+        def steady() -> float | None:
+            a = self.strength(self.when(lambda _: True, "the window"))
+            time.sleep(1.0)
+            b = self.strength(self.when(lambda _: True, "the window"))
+            return b if abs(b - a) < 0.05 * max(a, b) else None
+
+        return float(wait_for(steady, 60.0, "a steady dream"))
+
+    def press(self, key: str, note: str) -> None:
+        """Presses ``key`` once, as a user does. The app's log line ``note`` only tells that the
+        press arrived (an X key event can be lost while the window is busy being redrawn, and
+        then it is pressed again); what the key does is checked on the picture."""
+        for _ in range(3):
+            before = self.run.err.count(note)
+            self.x_screen.press_key(key, window_title="livedream")
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                if self.run.err.count(note) > before:
+                    return
+                time.sleep(0.05)
+        raise AssertionError(f"key {key!r} never arrived (no {note!r} in the log):\n{self.run.err}")
+
+    def reads(self, model: str, dream: str, instead: tuple[str, str]) -> Any:
+        """Waits until the overlay's model and dream lines read ``model`` and ``dream``, each
+        better than the lines of ``instead`` (what they said before the key)."""
+
+        def check(shown: np.ndarray) -> bool:
+            lines = overlay(model, dream)
+            for index, text, old in ((3, model, instead[0]), (4, dream, instead[1])):
+                if overlay_scores(shown, lines, index, [text])[0] < 0.5:
+                    return False  # the line is not there (yet)
+                if old != text:  # where the texts differ, the new one is what shows
+                    new_score, old_score = overlay_scores(shown, lines, index, [text, old])
+                    if not new_score > max(0.4, old_score + 0.2):
+                        return False
+            return True
+
+        return self.when(check, f"the overlay to read {model!r}, {dream!r}", timeout=20.0)
 
 
-def shown_when(x_screen: Any, size: tuple[int, int], check: Any) -> Any:
-    """A condition for ``wait_for``: the window's pixels once ``check(pixels)`` holds."""
-
-    def condition() -> np.ndarray | None:
-        pixels = window_pixels(x_screen, "livedream", size)
-        return pixels if pixels is not None and check(pixels) else None
-
-    return condition
-
-
-def test_preview_shows_the_dream_and_the_keys_do_what_they_say(
-    x_screen: Any, tmp_path: Path
+def test_preview_shows_the_dream_and_each_key_does_what_it_says(
+    x_screen: XScreen, tmp_path: Path
 ) -> None:
-    assert has_display()
-    image = photo(tmp_path / "photo.png")
-    size = (image.shape[1], image.shape[0])
-    run = LivedreamProcess(
-        ["-i", "photo.png", "--preview", "--fps", "10", *FAST, "--step-size", "0.06"], cwd=tmp_path
-    )
+    image = photo(tmp_path / "photo.png", width=PHOTO_SIZE[0], height=PHOTO_SIZE[1])
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    args = ["-i", "photo.png", "--preview", "--fps", "15", *FAST, "--compile", "graph"]
+    run = LivedreamProcess([*args, "--step-size", "0.01"], cwd=tmp_path)
+    view = Preview(run, x_screen, image)
+    model = "model vgg16_hed (block2_conv2)"
     try:
         # The dreamed photo shows: bright like the photo (not the dark loading frame), but
         # clearly changed (the dream deepens on a still from frame to frame).
-        shown = wait_for(
-            shown_when(x_screen, size, lambda p: p.mean() > 100 and difference(p, image) > 15)
+        shown = view.when(lambda p: p.mean() > 100 and difference(p, image) > 10, "the dream")
+        corner = (slice(0, 60), slice(0, 200))  # where the overlay's box goes
+
+        # h: the overlay's box appears at the top left, darker than the picture under it, with
+        # white text saying what is dreamed; the rest of the picture stays as it was.
+        view.press("h", "overlay on")
+        view.reads(model, dream_line(), instead=("", ""))
+        boxed = view.pixels()
+        assert boxed is not None
+        assert boxed[corner].mean() < 0.7 * shown[corner].mean()
+        assert view.strength(boxed) > 5  # below the box: still the dream
+
+        # ] and [: one step more, one fewer, as the overlay says.
+        view.press("bracketright", "steps 3")
+        view.reads(model, dream_line(steps=3), instead=(model, dream_line()))
+        view.press("bracketleft", "steps 2")
+        view.reads(model, dream_line(), instead=(model, dream_line(steps=3)))
+
+        # f: the flow carry goes off (a still has no motion, so the overlay tells).
+        view.press("f", "flow carry off")
+        view.reads(model, dream_line(flow="off"), instead=(model, dream_line()))
+
+        # - and +: the dream settles weaker, then stronger (mean |out - in| falls, then rises);
+        # left alone a settled dream neither fades nor grows.
+        settled = view.settled()
+        for _ in range(3):
+            view.press("minus", "strength ")
+        weaker = dream_line(size=0.01 / 1.25**3, flow="off")
+        view.reads(model, weaker, instead=(model, dream_line(flow="off")))
+        view.when(lambda p: view.strength(p) < 0.8 * settled, "a weaker dream")
+        weak = view.settled()
+        for _ in range(3):
+            view.press("equal", "strength ")
+        view.reads(model, dream_line(flow="off"), instead=(model, weaker))
+        view.when(lambda p: view.strength(p) > 1.25 * weak, "a stronger dream")
+
+        # r: the carried dream is dropped: the picture is back near the plain photo, for a while.
+        strong = view.strength(view.when(lambda _: True, "the window"))
+        view.press("r", "dream reset")
+        view.when(lambda p: view.strength(p) < 0.5 * strong, "the dream to restart", 10.0)
+
+        # l: the next layer preset is dreamed, as the overlay says.
+        view.press("l", "layers block4_conv3")
+        new_model = "model vgg16_hed (block4_conv3)"
+        view.reads(new_model, dream_line(flow="off"), instead=(model, dream_line(flow="off")))
+
+        # space: dream off; the picture under the overlay is the plain photo.
+        view.press("space", "dream off")
+        view.reads(
+            new_model,
+            dream_line(flow="off", off=", off"),
+            instead=(new_model, dream_line(flow="off")),
         )
-        dreamed = difference(shown, image)
+        view.when(lambda p: view.strength(p) < 1.0, "the plain photo")
 
-        def press(key: str, note: str) -> None:
-            """Presses ``key`` until the app logs ``note`` (an X key event can be lost while
-            the window is busy being redrawn)."""
-            for _ in range(3):
-                before = run.err.count(note)
-                x_screen.press_key(key, window_title="livedream")
-                deadline = time.monotonic() + 3.0
-                while time.monotonic() < deadline:
-                    if run.err.count(note) > before:
-                        return
-                    time.sleep(0.05)
-            raise AssertionError(f"key {key!r} did not lead to {note!r}")
+        # h again: the overlay goes; the whole picture is the plain photo.
+        view.press("h", "overlay off")
+        view.when(lambda p: difference(p, image) < 1.0, "the plain photo without the overlay")
 
-        press("space", "dream off")  # the plain photo shows
-        plain = wait_for(shown_when(x_screen, size, lambda p: difference(p, image) < dreamed / 2))
-        assert difference(plain, image) < dreamed / 2
-        keys = {
-            "space": "dream on",
-            "equal": "strength 0.0750",
-            "minus": "strength 0.0600",
-            "bracketright": "steps 3",
-            "bracketleft": "steps 2",
-            "l": "layers ",
-            "f": "flow carry off",
-            "r": "dream reset",
-            "m": "mirror on",
-            "h": "overlay on",
-            "s": "saved livedream-",
-        }
-        for key, note in keys.items():
-            press(key, note)
-        press("q", "quit")
-        assert run.wait() == 0
+        # m: the picture is mirrored.
+        view.press("m", "mirror on")
+        flipped = view.when(lambda p: difference(p, mirrored) < 1.0, "the mirrored photo")
+        assert difference(flipped, image) > 10  # the photo is not symmetric
+
+        # s: a PNG of the picture shown appears in the working folder.
+        view.press("s", "saved livedream-")
+        shots = list(tmp_path.glob("livedream-*.png"))
+        assert len(shots) == 1
+        saved = cv2.imread(str(shots[0]))
+        assert saved.shape == image.shape
+        assert difference(saved, mirrored) < 1.0
+
+        # space: the dream is back on (mirrored).
+        view.press("space", "dream on")
+        view.when(lambda p: view.strength(p, mirrored) > 3.0, "the dream back on")
+
+        # q: the window closes and the run ends well, within seconds.
+        view.press("q", "quit")
+        assert run.wait(20) == 0
+        assert x_screen.find_window("livedream") is None
     finally:
         run.close()
-    shots = list(tmp_path.glob("livedream-*.png"))
-    assert len(shots) == 1
-    assert cv2.imread(str(shots[0])).shape == image.shape
 
 
-def test_closing_the_preview_window_quits(x_screen: Any, tmp_path: Path) -> None:
+def test_closing_the_preview_window_quits(x_screen: XScreen, tmp_path: Path) -> None:
     photo(tmp_path / "photo.png")
     run = LivedreamProcess(["-i", "photo.png", "--preview", *FAST], cwd=tmp_path)
     try:
@@ -310,7 +373,7 @@ def test_closing_the_preview_window_quits(x_screen: Any, tmp_path: Path) -> None
 
 
 def test_a_terminal_shows_a_progress_bar_that_ends_at_100_percent(
-    tmp_path: Path, write_video: Any
+    tmp_path: Path, write_video: WriteVideo
 ) -> None:
     from rich.console import Console
 
@@ -328,17 +391,13 @@ def test_a_terminal_shows_a_progress_bar_that_ends_at_100_percent(
     assert "12/12" in text
 
 
-def test_a_terminal_shows_the_live_status_table(
-    tmp_path: Path, fake_vcam: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from conftest import FAKE_BACKEND
+def test_a_terminal_shows_the_live_status_table(tmp_path: Path, vcam_env: FakeCameraLog) -> None:
     from rich.console import Console
 
     from livedream.args import parse_args
     from livedream.run import StreamRun
     from livedream.sources import open_source
 
-    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
     photo(tmp_path / "photo.png")
     args = ["-i", str(tmp_path / "photo.png"), "--virtual-cam", "--no-preview", "--max-frames"]
     config, _ = parse_args([*args, "6", *FAST])
@@ -367,17 +426,14 @@ def test_a_slow_live_dream_says_how_to_go_faster(
     threshold: float,
     hinted: bool,
     tmp_path: Path,
-    fake_vcam: Any,
+    vcam_env: FakeCameraLog,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from conftest import FAKE_BACKEND
-
     import livedream.run
 
     # Whether this machine counts as slow is set by the threshold; the wiring is under test.
     monkeypatch.setattr(livedream.run, "SLOW_HINT_FPS", threshold)
-    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
     photo(tmp_path / "photo.png")
     args = ["-i", str(tmp_path / "photo.png"), "--virtual-cam", "--no-preview"]
     assert main([*args, "--max-frames", "22", *FAST]) == 0

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SHARED_DREAM
 
 from livedream.config import DreamConfig
 from livedream.dream import Device, Dreamer, DreamStep, build_step, choose_variant, dream_image
 from livedream.errors import UsageError
 
-SMALL = DreamConfig(layers=("block3_conv3",), dream_size=(64, 48), precision="float32")
+SMALL = SHARED_DREAM  # block3_conv3 at 64x48, float32
 
 
-@pytest.fixture(scope="module")
-def step() -> DreamStep:
-    return build_step(SMALL)
+@pytest.fixture
+def step(shared_step: DreamStep) -> DreamStep:
+    return shared_step
 
 
 def scene(width: int = 96, height: int = 72, shift: int = 0) -> np.ndarray:
@@ -69,6 +70,7 @@ def test_compiled_step_traces_once_per_dream_size(step: DreamStep) -> None:
     for shift in range(3):
         dreamer(scene(96, 72, shift))
     assert step.traces == traces
+    # A size no other test dreams at (the step is shared by the session).
     other = Dreamer(DreamConfig(**{**SMALL.__dict__, "dream_size": (80, 56)}), step=step)
     other(scene(96, 72))
     other(scene(96, 72, 1))
@@ -141,11 +143,15 @@ def test_bad_precision_or_compile_mode_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize(("precision", "mode"), [("bfloat16", "graph"), ("float32", "eager")])
-def test_every_variant_dreams(precision: str, mode: str) -> None:
-    config = DreamConfig(
-        layers=("block2_conv2",), dream_size=(48, 32), precision=precision, compile=mode
-    )
-    variant_step = build_step(config)
+def test_every_variant_dreams(precision: str, mode: str, step: DreamStep) -> None:
+    if precision == "float32":  # the shared float32 model, stepped eagerly: no second build
+        variant_step = DreamStep(step.model, compile_mode=mode)
+    else:
+        config = DreamConfig(
+            layers=("block2_conv2",), dream_size=(48, 32), precision=precision, compile=mode
+        )
+        variant_step = build_step(config)
+    assert variant_step.compile_mode == mode
     image = scene(48, 32).astype(np.float32)
     dreamed, _ = variant_step(image, steps=3, step_size=3.0)
     assert variant_step.objective(dreamed) > variant_step.objective(image)

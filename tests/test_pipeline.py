@@ -7,18 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DREAM
+from helpers import WriteVideo
 
 from livedream.config import DreamConfig
-from livedream.dream import Dreamer, DreamStep, build_step
+from livedream.dream import Dreamer, DreamStep
 from livedream.pipeline import Pipeline, TimedFrame
 from livedream.sources import SyntheticSource, VideoFileSource
 
-CONFIG = DreamConfig(layers=("block3_conv3",), dream_size=(160, 120), precision="float32")
+CONFIG = DreamConfig(**{**SHARED_DREAM.__dict__, "dream_size": (160, 120)})
 
 
-@pytest.fixture(scope="module")
-def step() -> DreamStep:
-    return build_step(CONFIG)
+@pytest.fixture
+def step(shared_step: DreamStep) -> DreamStep:
+    return shared_step
 
 
 def collect(pipeline: Pipeline, count: int, timeout: float = 60.0) -> list[TimedFrame]:
@@ -59,9 +61,9 @@ def test_live_source_faster_than_the_dream_outputs_every_frame_in_order(
 
 
 def test_file_to_file_pipeline_loses_no_frame(
-    step: DreamStep, tmp_path: Path, write_video: object
+    step: DreamStep, tmp_path: Path, write_video: WriteVideo
 ) -> None:
-    clip = write_video(tmp_path / "clip.avi", frames=24, width=160, height=120)  # type: ignore[operator]
+    clip = write_video(tmp_path / "clip.avi", frames=24, width=160, height=120)
     source = VideoFileSource(clip)
     with Pipeline(source, lambda: Dreamer(CONFIG, step=step), live=False) as pipeline:
         frames = collect(pipeline, 100)
@@ -111,24 +113,24 @@ def test_keys_change_what_they_say_in_the_dream(step: DreamStep) -> None:
     press("l")
     assert dreamer.layers != before
     assert dreamer.layers in presets
-    press("m")
-    assert controls.mirror is True  # the capture thread flips frames while this is set
     press("h")
     assert keys.hud is True
     press("q")
     assert keys.quit is True
 
 
-def test_mirror_flips_the_captured_frames(step: DreamStep) -> None:
+def test_mirror_key_flips_the_captured_frames(step: DreamStep) -> None:
     from dataclasses import replace
 
     from livedream.config import RunConfig
     from livedream.controls import Controls
+    from livedream.preview import KeyHandler
 
     source = SyntheticSource(width=160, height=120, fps=30.0, frames=3, live=False)
     expected = [source.frame_at(i)[:, ::-1] for i in range(3)]
-    controls = Controls.from_config(RunConfig(dream=CONFIG, mirror=True), CONFIG.layers)
+    controls = Controls.from_config(RunConfig(dream=CONFIG), CONFIG.layers)
     controls = replace(controls, enabled=False)  # dream off: frames pass as captured
+    KeyHandler(controls, [CONFIG.layers]).handle(ord("m"))  # the preview's mirror key
     with Pipeline(
         source, lambda: Dreamer(CONFIG, step=step), live=False, controls=controls
     ) as pipeline:

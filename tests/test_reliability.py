@@ -1,8 +1,10 @@
 """Reliability: bad input stopped at the door in one line, devices lost mid-run, interrupted
 renders, no display, memory limits, long runs and files that appear complete or not at all.
 
-Real parts throughout: ``livedream`` subprocesses, videos written with OpenCV, the bundled
-model (vgg16_hed) at tiny dream sizes, the fake pyvirtualcam backend from conftest.
+Real parts throughout: the CLI's ``main()`` in this process where the behaviour needs no process
+of its own, real ``livedream`` subprocesses where it does (signals, a forced exit, TensorFlow's
+chatter on fd 2, a memory limit, another user), videos written with OpenCV, the bundled model
+(vgg16_hed) at tiny dream sizes, the fake pyvirtualcam backend.
 """
 
 from __future__ import annotations
@@ -19,101 +21,64 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from conftest import FAST, LivedreamProcess
+from conftest import SHARED_DREAM
+from helpers import (
+    FAST,
+    FakeCameraLog,
+    LivedreamProcess,
+    WriteVideo,
+    count_frames,
+    hidden_files,
+    one_line,
+    run_livedream,
+    write_textured_video,
+)
+from helpers import (
+    write_video as write_clip,
+)
 from rich.console import Console
 
+import livedream.cli
 from livedream.args import parse_args
 from livedream.cli import main
-from livedream.config import DreamConfig
+from livedream.dream import Dreamer, DreamStep
 from livedream.errors import SourceLostError
 from livedream.pipeline import Pipeline
 from livedream.run import StreamRun
 from livedream.sinks import NullSink, VideoFileSink
 from livedream.sources import SyntheticSource, VideoFileSource, WebcamSource
 
-if TYPE_CHECKING:
-    from conftest import FakeCameraLog
-
 ROOT = Path(__file__).resolve().parents[1]
-TINY = DreamConfig(layers=("block2_conv2",), dream_size=(64, 48), precision="float32")
+TINY = SHARED_DREAM  # the session's shared dream step at 64x48
 RENDER_ARGS = ["--dream-size", "128x96", "--layers", "block3_conv3", "--precision", "float32"]
 EXIT_WITHIN = 2.0  # seconds from Ctrl-C or SIGTERM to exit (the issue's promise)
 
-WriteVideo = Callable[..., Path]
+
+@pytest.fixture
+def tiny_dreamer(shared_step: DreamStep) -> Callable[[], Dreamer]:
+    """Makes the pipeline's dreamer on the session's shared step (no model build per test)."""
+    return lambda: Dreamer(TINY, step=shared_step)
 
 
-# --- helpers ---------------------------------------------------------------------------------
+@pytest.fixture
+def no_tensorflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails a ``main()`` run that gets as far as starting TensorFlow."""
 
+    def refuse(verbose: bool) -> None:
+        raise AssertionError("TensorFlow was started: the input was not stopped at the door")
 
-def livedream(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120.0, **kw: Any
-) -> subprocess.CompletedProcess[str]:
-    """Runs a real ``livedream`` process to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "livedream", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kw,
-    )
-
-
-def one_line(stderr: str) -> str:
-    """The single line of ``stderr``; fails on a traceback or any other line."""
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{stderr}"
-    return lines[0]
-
-
-def count_frames(path: Path) -> tuple[int, int, int]:
-    """(frames decoded, width, height) of a video file: it plays when this counts frames."""
-    capture = cv2.VideoCapture(str(path))
-    assert capture.isOpened(), f"{path} does not open as a video"
-    n = 0
-    while capture.read()[0]:
-        n += 1
-    size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    capture.release()
-    return n, size[0], size[1]
-
-
-def hidden_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
-
-
-def write_textured_video(path: Path, *, frames: int, width: int = 320, height: int = 240) -> Path:
-    """Frames of moving noise: big once encoded, so the temporary file grows visibly per frame."""
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (width, height))
-    assert writer.isOpened()
-    for i in range(frames):
-        writer.write(np.roll(base, 3 * i, axis=1))
-    writer.release()
-    return path
+    monkeypatch.setattr(livedream.cli, "import_tensorflow", refuse)
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40-frame 160x120 MJPG clip in a folder anyone may read (for the non-root run)."""
-    from conftest import make_numbered_frame
-
-    folder = tmp_path_factory.mktemp("clip")
-    path = folder / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (160, 120))
-    for i in range(40):
-        writer.write(make_numbered_frame(i, 160, 120))
-    writer.release()
-    return path
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.avi", frames=40)
 
 
 # --- 1. bad input at the door ---------------------------------------------------------------
@@ -211,20 +176,32 @@ BAD_INPUT_CASES = [
 
 @pytest.mark.parametrize("case", BAD_INPUT_CASES)
 def test_bad_input_is_stopped_at_the_door_in_one_line(
-    case: str, tmp_path: Path, clip: Path
+    case: str, tmp_path: Path, clip: Path, no_tensorflow: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args, expected = _bad_inputs(tmp_path, clip)[case]
-    started = time.monotonic()
-    result = livedream(*args, "--no-preview", timeout=30)
-    line = one_line(result.stderr)
-    assert result.returncode == 2, line
+    code = main([*args, "--no-preview"])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2, line
     assert line.startswith("error: ")
     for text in expected:
         assert text in line
-    # Stopped before TensorFlow or a camera: nothing was opened, nothing written.
-    assert time.monotonic() - started < 15
+    # Stopped before TensorFlow (no_tensorflow) or a camera: nothing opened, nothing written.
     assert not (tmp_path / "out.mp4").exists()
     assert hidden_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", ["random bytes", "no such webcam"])
+def test_native_libraries_stay_quiet_on_a_refused_input(
+    case: str, tmp_path: Path, clip: Path
+) -> None:
+    # FFmpeg and the camera drivers write to file descriptor 2 themselves: only a process of
+    # its own shows what reaches the terminal, and it is the one line.
+    args, expected = _bad_inputs(tmp_path, clip)[case]
+    result = run_livedream(*args, "--no-preview", timeout=60)
+    line = one_line(result.stderr)
+    assert result.returncode == 2, line
+    for text in expected:
+        assert text in line
 
 
 def test_output_folder_that_cannot_be_written_is_refused(tmp_path: Path, clip: Path) -> None:
@@ -257,12 +234,14 @@ def test_output_folder_that_cannot_be_written_is_refused(tmp_path: Path, clip: P
         shutil.rmtree(folder)
 
 
-def test_existing_output_is_not_touched_without_overwrite(tmp_path: Path, clip: Path) -> None:
+def test_existing_output_is_not_touched_without_overwrite(
+    tmp_path: Path, clip: Path, no_tensorflow: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out.mp4"
     out.write_bytes(b"my precious video")
-    result = livedream("-i", str(clip), "-o", str(out), *FAST)
-    line = one_line(result.stderr)
-    assert result.returncode == 2
+    code = main(["-i", str(clip), "-o", str(out), *FAST])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2
     assert "already exists; pass --overwrite to replace it" in line
     assert out.read_bytes() == b"my precious video"
     assert hidden_files(tmp_path) == []
@@ -334,15 +313,15 @@ def test_lost_webcam_ends_the_run_with_the_recording_finalized(tmp_path: Path, c
     assert run.pipeline.alive_threads() == []
 
 
-def test_lost_source_still_delivers_every_frame_it_captured(tmp_path: Path, clip: Path) -> None:
-    from livedream.dream import Dreamer
-
+def test_lost_source_still_delivers_every_frame_it_captured(
+    tmp_path: Path, clip: Path, tiny_dreamer: Callable[[], Dreamer]
+) -> None:
     source = WebcamSource(str(clip), api=cv2.CAP_FFMPEG, lost_after=0.3)
     out = tmp_path / "kept.avi"
     delivered = []
     with (
         VideoFileSink(out, width=160, height=120, fps=25.0) as sink,
-        Pipeline(source, lambda: Dreamer(TINY), live=True, pace_fps=25.0) as pipeline,
+        Pipeline(source, tiny_dreamer, live=True, pace_fps=25.0) as pipeline,
     ):
         while not pipeline.ended:
             frame = pipeline.next_frame(0.05)
@@ -359,7 +338,7 @@ def test_lost_source_still_delivers_every_frame_it_captured(tmp_path: Path, clip
 
 
 def test_video_damaged_half_way_keeps_every_decoded_frame(
-    tmp_path: Path, write_video: WriteVideo
+    tmp_path: Path, write_video: WriteVideo, capfd: pytest.CaptureFixture[str]
 ) -> None:
     whole = write_video(tmp_path / "whole.avi", frames=60)
     cut = tmp_path / "cut.avi"
@@ -368,10 +347,11 @@ def test_video_damaged_half_way_keeps_every_decoded_frame(
     decodable = count_frames(cut)[0]
     assert 0 < decodable < 58
     out = tmp_path / "out.mp4"
-    result = livedream("-i", str(cut), "-o", str(out), *FAST)
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
+    code = main(["-i", str(cut), "-o", str(out), *FAST])
+    err = capfd.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
     assert last == (
         f"error: {cut}: decoding stopped at frame {decodable} of 60 (file damaged?); "
         f"the {decodable} frames before it were kept"
@@ -383,13 +363,10 @@ def test_video_damaged_half_way_keeps_every_decoded_frame(
 def test_virtual_camera_failing_mid_run_is_reported_and_the_recording_goes_on(
     tmp_path: Path,
     clip: Path,
-    fake_vcam: FakeCameraLog,
-    monkeypatch: pytest.MonkeyPatch,
+    vcam_env: FakeCameraLog,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from conftest import FAKE_BACKEND
-
-    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
+    fake_vcam = vcam_env
     fake_vcam.fail_after = 3
     out = tmp_path / "out.mp4"
     code = main(["-i", str(clip), "-o", str(out), "--virtual-cam", "--no-preview", *FAST])
@@ -407,13 +384,10 @@ def test_virtual_camera_failing_mid_run_is_reported_and_the_recording_goes_on(
 
 def test_virtual_camera_failing_with_nothing_else_to_show_ends_the_run(
     clip: Path,
-    fake_vcam: FakeCameraLog,
-    monkeypatch: pytest.MonkeyPatch,
+    vcam_env: FakeCameraLog,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from conftest import FAKE_BACKEND
-
-    monkeypatch.setenv("LIVEDREAM_VCAM_BACKEND", FAKE_BACKEND)
+    fake_vcam = vcam_env
     fake_vcam.fail_after = 2
     code = main(["-i", str(clip), "--virtual-cam", "--no-preview", *FAST])
     err = capfd.readouterr().err
@@ -573,23 +547,29 @@ def test_demo_replaces_its_own_output_but_not_a_named_one(
 # --- 4. no display -----------------------------------------------------------------------------
 
 
-def _without_display() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+@pytest.fixture
+def no_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
 
 
-def test_preview_without_a_display_points_to_the_other_outputs(clip: Path) -> None:
-    result = livedream("-i", str(clip), "--preview", env=_without_display())
-    line = one_line(result.stderr)
-    assert result.returncode == 2
+def test_preview_without_a_display_points_to_the_other_outputs(
+    clip: Path, no_display: None, no_tensorflow: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["-i", str(clip), "--preview"])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2
     assert "cannot open a preview window: no display (DISPLAY is not set)" in line
     for flag in ("--no-preview", "--output", "--virtual-cam"):
         assert flag in line
 
 
-def test_nothing_to_show_the_dream_on_says_what_to_give(clip: Path) -> None:
-    result = livedream("-i", str(clip), env=_without_display())
-    line = one_line(result.stderr)
-    assert result.returncode == 2
+def test_nothing_to_show_the_dream_on_says_what_to_give(
+    clip: Path, no_display: None, no_tensorflow: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["-i", str(clip)])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2
     assert "nothing to show the dream on" in line
     assert "--output FILE or --virtual-cam" in line
 
@@ -613,7 +593,7 @@ def test_out_of_memory_at_a_huge_dream_size_says_to_dream_smaller(
     # TensorFlow's own kernels raise ResourceExhaustedError, as a GPU out of memory does.
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
     out = tmp_path / "out.mp4"
-    result = livedream(
+    result = run_livedream(
         "-i",
         str(clip),
         "-o",
@@ -644,10 +624,11 @@ CHATTER = re.compile(r"oneDNN|cuda|cuInit|^[IWEF]\d{4} |absl::|tensorflow/", re.
 def test_tensorflow_chatter_stays_out_of_the_terminal_unless_verbose(
     tmp_path: Path, clip: Path
 ) -> None:
-    quiet = livedream("-i", str(clip), "-o", str(tmp_path / "a.mp4"), "--max-frames", "3", *FAST)
+    args = ["-i", str(clip), "--max-frames", "3", *FAST]
+    quiet = run_livedream(*args, "-o", str(tmp_path / "a.mp4"))
     assert quiet.returncode == 0, quiet.stderr
     assert CHATTER.search(quiet.stderr) is None, quiet.stderr
-    verbose = livedream(
+    verbose = run_livedream(
         "-i", str(clip), "-o", str(tmp_path / "b.mp4"), "--max-frames", "3", "-v", *FAST
     )
     assert verbose.returncode == 0, verbose.stderr
@@ -657,13 +638,11 @@ def test_tensorflow_chatter_stays_out_of_the_terminal_unless_verbose(
 # --- 6. long runs ------------------------------------------------------------------------------
 
 
-def test_no_thread_outlives_a_stopped_pipeline() -> None:
-    from livedream.dream import Dreamer
-
+def test_no_thread_outlives_a_stopped_pipeline(tiny_dreamer: Callable[[], Dreamer]) -> None:
     before = threading.active_count()
     source = SyntheticSource(width=160, height=120, fps=60.0, frames=None)
     sink = NullSink()
-    pipeline = Pipeline(source, lambda: Dreamer(TINY), live=True, pace_fps=60.0)
+    pipeline = Pipeline(source, tiny_dreamer, live=True, pace_fps=60.0)
     pipeline.start()
     try:
         deadline = time.monotonic() + 60
@@ -681,13 +660,11 @@ def test_no_thread_outlives_a_stopped_pipeline() -> None:
 
 
 def test_pipeline_stop_while_a_file_render_is_in_flight_closes_everything(
-    tmp_path: Path, write_video: WriteVideo
+    tmp_path: Path, write_video: WriteVideo, tiny_dreamer: Callable[[], Dreamer]
 ) -> None:
-    from livedream.dream import Dreamer
-
     before = threading.active_count()
     source = VideoFileSource(write_video(tmp_path / "clip.avi", frames=200))
-    with Pipeline(source, lambda: Dreamer(TINY), live=False) as pipeline:
+    with Pipeline(source, tiny_dreamer, live=False) as pipeline:
         deadline = time.monotonic() + 60
         while pipeline.stats.output < 5 and time.monotonic() < deadline:
             pipeline.next_frame(0.05)

@@ -8,11 +8,11 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pytest
+from helpers import FakeCameraLog, NumberedFrame, XScreen, count_frames, video_fps
 
 from livedream.display import has_display
 from livedream.errors import DisplayError, SinkError, VirtualCameraError
@@ -24,23 +24,10 @@ from livedream.sinks import (
     VirtualCameraSink,
 )
 
-if TYPE_CHECKING:
-    from conftest import FakeCameraLog, XScreen
-
-NumberedFrame = Callable[[int, int, int], np.ndarray]
-
 
 def _count_frames(path: Path) -> tuple[int, int, int, float]:
     """(frames decoded, width, height, fps) of a video file."""
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened()
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    fps = float(cap.get(cv2.CAP_PROP_FPS))
-    cap.release()
-    return n, size[0], size[1], fps
+    return (*count_frames(path), video_fps(path))
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -329,6 +316,11 @@ def test_display_without_a_server_is_a_display_error_not_a_crash(
         PreviewWindow()
 
 
-def test_has_display_under_xvfb(xvfb_display: str) -> None:
-    assert os.environ["DISPLAY"] == xvfb_display
+def test_has_display_says_whether_an_x_server_answers(
+    xvfb_display: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert not has_display()
+    monkeypatch.setenv("DISPLAY", xvfb_display)
     assert has_display()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import MEDIA_DIR
+from conftest import SHARED_DREAM
+from helpers import MEDIA_DIR
 
 from livedream.config import DreamConfig
-from livedream.dream import Dreamer, build_step
+from livedream.dream import Dreamer, DreamStep
 from livedream.temporal import FlowEstimator, consistency, flicker, to_gray, warp
 
 
@@ -58,9 +59,9 @@ def moving_clip(frames: int = 24) -> list[np.ndarray]:
     return [np.ascontiguousarray(scene[:, 2 * i : 2 * i + 160]) for i in range(frames)]
 
 
-def test_flow_carry_flickers_less_than_no_carry() -> None:
-    config = DreamConfig(layers=("block3_conv3",), dream_size=(160, 68), precision="float32")
-    step = build_step(config)
+def test_flow_carry_flickers_less_than_no_carry(shared_step: DreamStep) -> None:
+    config = DreamConfig(**{**SHARED_DREAM.__dict__, "dream_size": (160, 68)})
+    step = shared_step
     clip = moving_clip()
     carried = Dreamer(config, step=step)
     fresh = Dreamer(DreamConfig(**{**config.__dict__, "blend": 0.0}), step=step)
