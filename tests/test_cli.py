@@ -190,8 +190,15 @@ def dream_line(steps: int = 2, size: float = 0.01, flow: str = "on", off: str = 
 
 
 def overlay(model: str, dream: str) -> list[str]:
-    """The preview's overlay lines (the first three only set the spacing here)."""
-    return ["10.0 fps  latency   80 ms", "dropped 0", "input photo.png", model, dream]
+    """The preview's overlay lines (the first four only set the spacing here)."""
+    return [
+        "10.0 fps out   2.0 dream",
+        "latency   80 ms  dream age  300 ms",
+        "dropped 0",
+        "input photo.png",
+        model,
+        dream,
+    ]
 
 
 class Preview:
@@ -252,7 +259,8 @@ class Preview:
 
         def check(shown: np.ndarray) -> bool:
             lines = overlay(model, dream)
-            for index, text, old in ((3, model, instead[0]), (4, dream, instead[1])):
+            last = len(lines) - 1  # the model and dream lines come last
+            for index, text, old in ((last - 1, model, instead[0]), (last, dream, instead[1])):
                 if overlay_scores(shown, lines, index, [text])[0] < 0.5:
                     return False  # the line is not there (yet)
                 if old != text:  # where the texts differ, the new one is what shows
