@@ -69,9 +69,7 @@ class Outputs:
                             realtime=plan.realtime_recording,
                             quality=config.quality,
                             # The input's sound goes along (none from a camera or a photo).
-                            audio_from=getattr(source, "path", None)
-                            if isinstance(source, VideoFileSource)
-                            else None,
+                            audio_from=source.path if isinstance(source, VideoFileSource) else None,
                         )
                     )
             if config.virtual_cam is not None:

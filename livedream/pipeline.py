@@ -359,12 +359,13 @@ class Pipeline:
             if not self.live:
                 _put(self._out, None, stop=stop)
 
-    def _apply_controls(self, dreamer: Dreamer) -> None:
+    def _apply_controls(self, dreamer: Dreamer, clock: float) -> None:
+        """Applies the keys before dreaming the frame of time ``clock``."""
         controls = self.controls
         if controls is None:
             return
         if controls.reset:  # `r`: the keyframe goes with the carried dream
-            self.compositor.reset()
+            self.compositor.reset(clock)
         dreamer.apply(controls)
 
     def _dream(self, item: TimedFrame, clock: float) -> None:
@@ -390,9 +391,9 @@ class Pipeline:
     def _refresh(self, item: TimedFrame) -> None:
         """Live: the newest frame becomes the next keyframe."""
         assert self.dreamer is not None
-        self._apply_controls(self.dreamer)
+        self._apply_controls(self.dreamer, item.captured)
         if not self.dreamer.enabled:  # dream off: frames go out as they are
-            self.compositor.reset()
+            self.compositor.reset(item.captured)
             self._keyframed.set()
             return
         self._dream(item, item.captured)
@@ -400,10 +401,10 @@ class Pipeline:
     def _render(self, item: TimedFrame) -> TimedFrame:
         """File render: every Nth frame dreamed, each frame composited; in order."""
         assert self.dreamer is not None
-        self._apply_controls(self.dreamer)
         # The input's own clock: a keyframe's age is how far apart the frames are in the video.
         fps = self.source.fps or 30.0
         clock = item.pts if item.pts is not None else item.index / fps
+        self._apply_controls(self.dreamer, clock)
         if not self.dreamer.enabled:
             self.compositor.reset(clock)
             return item

@@ -229,7 +229,7 @@ def test_virtual_camera_failing_mid_run_is_reported_not_raised(
 
 
 def _pump(
-    window: PreviewWindow, frame: np.ndarray, until: Callable[[int], bool], timeout: float = 5.0
+    window: PreviewWindow, frame: np.ndarray, until: Callable[[int], bool], timeout: float = 20.0
 ) -> int:
     """Show ``frame`` until ``until(key)`` holds (Qt needs a few event rounds); returns the key."""
     deadline = time.monotonic() + timeout
