@@ -24,7 +24,7 @@ import tensorflow as tf
 from livedream.compositor import Keyframe, add_residual
 from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig
 from livedream.controls import Controls
-from livedream.errors import AcceleratorMemoryError, LayerError, UsageError
+from livedream.errors import AcceleratorMemoryError, LayerError, SourceError, UsageError
 from livedream.models import Channels, FeatureModel, check_channels, get_spec, load_model
 from livedream.temporal import FlowCarry, to_gray
 
@@ -363,7 +363,10 @@ def load_guide(path: Path) -> np.ndarray:
     """The guide image at ``path``, (H, W, 3) uint8 BGR; raises ``SourceError`` (one line)."""
     from livedream.sources.files import ImageSource
 
-    source = ImageSource(path, repeat=False)
+    try:
+        source = ImageSource(path, repeat=False)
+    except SourceError as exc:
+        raise SourceError(f"--guide: {exc}") from None
     source.close()  # the still stays readable: it was decoded on opening
     return np.array(source.image)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from livedream.config import RunConfig
-from livedream.errors import SinkError, UsageError
+from livedream.errors import SinkError, SourceError, UsageError
 from livedream.media import is_image_path
 from livedream.sources import ImageSource, Source
 
@@ -60,7 +60,10 @@ def check_request(config: RunConfig) -> None:
     check_channels(get_spec(config.dream.model), config.dream.layers, config.dream.channels)
     if config.dream.guide is not None:
         # A guide must be an image OpenCV reads: the photo input's own checks, made early.
-        ImageSource(config.dream.guide, repeat=False).close()
+        try:
+            ImageSource(config.dream.guide, repeat=False).close()
+        except SourceError as exc:
+            raise SourceError(f"--guide: {exc}") from None
     if config.dream.weights is not None:
         # The same check load_model() makes in the dream thread, made early.
         check_weights_file(config.dream.weights)

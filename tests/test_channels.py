@@ -153,6 +153,7 @@ def test_guide_that_is_not_an_image_is_one_line(
     assert main(["-i", str(SAMPLE), "-o", str(out), "--guide", str(guide)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
+    assert err.startswith("error: --guide: ")
     assert "guide.png is not an image OpenCV can read" in err
     assert not out.exists()
 
