@@ -114,6 +114,21 @@ def layers_arg(text: str) -> tuple[str, ...]:
     return layers
 
 
+def channels_arg(text: str) -> tuple[str, tuple[int, ...]]:
+    """``LAYER:C1,C2`` or ``C1,C2`` (the one dreamed layer) -> (layer or "", channels)."""
+    layer, sep, numbers = text.rpartition(":")
+    try:
+        channels = tuple(int(part) for part in numbers.split(",") if part.strip())
+    except ValueError:
+        channels = ()
+    if not channels or min(channels) < 0 or (sep and not layer.strip()):
+        raise argparse.ArgumentTypeError(
+            f"expected LAYER:C1,C2 or C1,C2 with channel numbers from 0 "
+            f"(e.g. block4_conv3:12,77), got {text!r}"
+        )
+    return layer.strip(), channels
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every default is shown by ``--help``."""
     defaults = DreamConfig()
@@ -222,6 +237,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated layers to dream (default: the model's own)",
     )
     dream.add_argument(
+        "--channels",
+        type=channels_arg,
+        action="append",
+        default=None,
+        metavar="LAYER:C1,C2",
+        help="dream only these channels of a layer (repeatable; C1,C2 alone when one layer is "
+        "dreamed); the preview's c key cycles channel presets",
+    )
+    dream.add_argument(
+        "--guide",
+        type=Path,
+        default=None,
+        metavar="IMAGE",
+        help="guided dreaming: the dream looks for this image's motifs (the preview's g key "
+        "turns it off and on)",
+    )
+    dream.add_argument(
         "--steps", type=positive_int, default=defaults.steps, help="gradient steps per frame"
     )
     dream.add_argument(
@@ -297,6 +329,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespac
         model=args.model,
         weights=args.weights,
         layers=args.layers or (),
+        channels=tuple(args.channels or ()),
+        guide=args.guide,
         steps=args.steps,
         step_size=args.step_size,
         dream_size=args.dream_size,

@@ -25,6 +25,9 @@ class DreamConfig:
     weights: Path | None = None  # a local .h5 / .weights.h5 instead of the model's own
     layers: tuple[str, ...] = ()  # () = the model's default layers
     layer_weights: tuple[float, ...] = ()  # () = 1.0 for every layer
+    # (layer, channel numbers): dream only those channels; a layer "" = the one dreamed layer
+    channels: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    guide: Path | None = None  # an image whose motifs the dream looks for (guided dreaming)
     steps: int = 2  # per frame: the temporal carry deepens the dream over frames
     step_size: float = 0.012  # ~3 grey levels per step: visible in a second, not a smear
     dream_size: tuple[int, int] | None = None  # (w, h); None = keep aspect, short side below

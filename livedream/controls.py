@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from livedream.config import RunConfig
+from livedream.models import Channels, check_channels, get_spec
 
 STEP_SIZE_FACTOR = 1.25  # one +/- key press: a quarter stronger or weaker
 MIN_STEP_SIZE, MAX_STEP_SIZE = 0.0005, 0.2
@@ -30,6 +31,9 @@ class Controls:
         flow: carry the dream along the optical flow (off: in place).
         mirror: flip frames left-right where they enter (capture thread).
         layers: the layers being dreamed.
+        channels: (layer, channel numbers) dreamed alone; () = every channel.
+        guide: dream toward the guide image (only when a guide was given: ``has_guide``).
+        has_guide: a ``--guide`` image was given (fixed for the run).
         reset: drop the carried dream before the next frame.
     """
 
@@ -39,6 +43,9 @@ class Controls:
     layers: tuple[str, ...]
     mirror: bool = False
     enabled: bool = True
+    channels: Channels = ()
+    guide: bool = False
+    has_guide: bool = False
     reset: bool = False
 
     @classmethod
@@ -51,7 +58,17 @@ class Controls:
             flow=dream.flow,
             layers=layers,
             mirror=config.mirror,
+            channels=check_channels(get_spec(dream.model), layers, dream.channels),
+            guide=dream.guide is not None,
+            has_guide=dream.guide is not None,
         )
+
+    def toggle_guide(self) -> bool:
+        """Guide on or off (stays off without a guide image); returns whether it changed."""
+        if not self.has_guide:
+            return False
+        self.guide = not self.guide
+        return True
 
     def stronger(self) -> None:
         """A quarter stronger, up to a limit."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -23,8 +24,8 @@ import tensorflow as tf
 from livedream.compositor import Keyframe, add_residual
 from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig
 from livedream.controls import Controls
-from livedream.errors import AcceleratorMemoryError, UsageError
-from livedream.models import FeatureModel, load_model
+from livedream.errors import AcceleratorMemoryError, LayerError, SourceError, UsageError
+from livedream.models import Channels, FeatureModel, check_channels, get_spec, load_model
 from livedream.temporal import FlowCarry, to_gray
 
 KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -99,12 +100,34 @@ def choose_variant(precision: str, compile_mode: str, device: Device) -> tuple[s
     return precision, compile_mode
 
 
+# Guided dreaming compares every activation vector of the frame with every one of the guide:
+# an (N, M) matrix of dot products per step. Capping M keeps it well under the step's own cost
+# (320x240 at block3_conv3: 4800 x 1024 x 256 multiply-adds, ~1 GFLOP against ~85).
+MAX_GUIDE_VECTORS = 1024
+
+
 class DreamStep:
     """K DeepDream gradient-ascent steps, compiled once per dream shape.
 
-    Loss = sum over layers of weight x mean activation (in float32). Each step rolls the image
-    by a random (seeded, stateless) offset, takes the gradient, divides it by its standard
-    deviation + 1e-8, adds it times the step size, rolls back and clips to [0, 255].
+    Loss = sum over layers of weight x objective (in float32). The plain objective is the mean
+    over positions of the channel-weighted sum of activations (all-ones/C weights: the mean
+    activation; chosen channels: the mean of those only). The guided one (the deepdream
+    notebook's "Controlling dreams") is the mean over positions of the largest dot product of
+    the frame's activation vector with any of the guide's. A scalar ``guide weight`` (0 or 1)
+    picks between them. Channel weights, guide vectors and guide weight are inputs of the
+    compiled function, so switching channels or the guide never retraces.
+
+    Each step rolls the image by a random (seeded, stateless) offset, takes the gradient,
+    divides it by its standard deviation + 1e-8, adds it times the step size, rolls back and
+    clips to [0, 255].
+
+    Args:
+        model: the network, truncated to the dreamed layers.
+        layer_weights: one per layer (default 1.0 each).
+        compile_mode: graph, xla or eager.
+        jitter: max random roll in pixels.
+        guide: the guide image, (H, W, 3) uint8 BGR, or None; its features are computed once
+            per dream size (it is resized to it).
 
     Thread: the thread that calls it (the dream thread); TensorFlow objects stay there.
     """
@@ -116,6 +139,7 @@ class DreamStep:
         layer_weights: Sequence[float] = (),
         compile_mode: str = "graph",
         jitter: int = 16,
+        guide: np.ndarray | None = None,
     ) -> None:
         if layer_weights and len(layer_weights) != len(model.layers):
             raise UsageError(
@@ -125,22 +149,104 @@ class DreamStep:
         self.model = model
         self.compile_mode = compile_mode
         self.jitter = jitter
+        self.guide = guide
         self._weights = tuple(float(w) for w in layer_weights) or (1.0,) * len(model.layers)
         self._compiled: dict[tuple[int, int], Callable[..., Any]] = {}
         self.traces = 0  # how many times a graph was traced: once per dream shape
         self._loss_scale = 1024.0 if model.dtype == "mixed_float16" else 1.0
+        self.channel_counts = model.channel_counts()
+        self._channel_weights: dict[Channels, tuple[tf.Tensor, ...]] = {}
+        self._guide_features: dict[tuple[int, int], tuple[tf.Tensor, ...]] = {}
+        # No guide (or the guide off): one zero vector per layer, a fixed cheap stand-in.
+        self._no_guide = tuple(tf.zeros([1, c], tf.float32) for c in self.channel_counts)
 
-    def _objective(self, image: tf.Tensor) -> tf.Tensor:
+    def channel_weights(self, channels: Channels = ()) -> tuple[tf.Tensor, ...]:
+        """Per-layer (C,) float32 weights summing to 1: the mean of the chosen channels.
+
+        A layer named in ``channels`` weighs its channels 1/n each; when some dreamed layer is
+        named, the others weigh nothing (only the chosen channels are dreamed); when none is,
+        every channel weighs 1/C (the plain mean).
+
+        Raises:
+            LayerError: a channel number beyond the layer's channel count.
+        """
+        weights = self._channel_weights.get(channels)
+        if weights is not None:
+            return weights
+        chosen = {layer: numbers for layer, numbers in channels if layer in self.model.layers}
+        vectors = []
+        for layer, count in zip(self.model.layers, self.channel_counts, strict=True):
+            numbers = chosen.get(layer)
+            if not chosen:
+                vector = np.full(count, 1.0 / count, np.float32)
+            else:
+                vector = np.zeros(count, np.float32)
+                if numbers:
+                    bad = [c for c in numbers if not 0 <= c < count]
+                    if bad:
+                        raise LayerError(
+                            f"layer {layer} of {self.model.name} has {count} channels, got "
+                            f"channel {bad[0]}: pick channels from 0 to {count - 1}"
+                        )
+                    vector[list(numbers)] = 1.0 / len(numbers)
+            vectors.append(tf.constant(vector))  # (C,) float32
+        weights = tuple(vectors)
+        self._channel_weights[channels] = weights
+        return weights
+
+    def guide_features(self, height: int, width: int) -> tuple[tf.Tensor, ...]:
+        """The guide's activation vectors at each layer for a (height, width) dream.
+
+        Returns:
+            One (M, C) float32 tensor per layer, M <= ``MAX_GUIDE_VECTORS``; the zero stand-in
+            when there is no guide. Computed once per dream size.
+        """
+        if self.guide is None:
+            return self._no_guide
+        key = (height, width)
+        features = self._guide_features.get(key)
+        if features is None:
+            guide = cv2.resize(self.guide, (width, height), interpolation=cv2.INTER_AREA)
+            activations = self.model.features(tf.constant(guide[None], tf.float32))
+            vectors = []
+            for a in activations:
+                flat = tf.reshape(tf.cast(a[0], tf.float32), [-1, a.shape[-1]])  # (M, C)
+                if flat.shape[0] > MAX_GUIDE_VECTORS:  # an even spread over the guide
+                    picks = np.linspace(0, flat.shape[0] - 1, MAX_GUIDE_VECTORS).round()
+                    flat = tf.gather(flat, picks.astype(np.int32))
+                vectors.append(flat)
+            features = tuple(vectors)
+            self._guide_features[key] = features
+        return features
+
+    def _objective(
+        self,
+        image: tf.Tensor,
+        channel_weights: Sequence[tf.Tensor],
+        guide: Sequence[tf.Tensor],
+        guide_weight: tf.Tensor,
+    ) -> tf.Tensor:
         """Scalar float32 loss of a (H, W, 3) float32 BGR image in [0, 255]."""
         activations = self.model.features(image[None])
-        losses = [
-            w * tf.reduce_mean(tf.cast(a, tf.float32))
-            for w, a in zip(self._weights, activations, strict=True)
-        ]
+        losses = []
+        for w, a, cw, g in zip(self._weights, activations, channel_weights, guide, strict=True):
+            flat = tf.reshape(tf.cast(a, tf.float32), [-1, tf.shape(a)[-1]])  # (N, C)
+            weighted = flat * cw  # (N, C): the chosen channels only
+            plain = tf.reduce_mean(tf.reduce_sum(weighted, axis=1))
+            # Each frame vector's best match among the guide's: (N, M) dot products, max over M.
+            guided = tf.reduce_mean(tf.reduce_max(tf.matmul(weighted, g, transpose_b=True), 1))
+            losses.append(w * ((1.0 - guide_weight) * plain + guide_weight * guided))
         return tf.add_n(losses)
 
     def _run(
-        self, image: tf.Tensor, steps: tf.Tensor, step_size: tf.Tensor, seed: tf.Tensor
+        self,
+        image: tf.Tensor,
+        steps: tf.Tensor,
+        step_size: tf.Tensor,
+        seed: tf.Tensor,
+        channel_weights: Sequence[tf.Tensor],
+        guide: Sequence[tf.Tensor],
+        guide_weight: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor]:
         self.traces += 1  # a Python side effect: runs at trace time only (or every eager call)
         loss = tf.constant(0.0)
@@ -152,7 +258,7 @@ class DreamStep:
             rolled = tf.roll(image, shift=shift, axis=[0, 1])
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(rolled)
-                loss = self._objective(rolled)
+                loss = self._objective(rolled, channel_weights, guide, guide_weight)
                 # float16 gradients of a mean over ~10^5 activations underflow: scale the loss
                 # up (the division by the gradient's std below cancels the scale exactly).
                 scaled = loss * self._loss_scale
@@ -169,6 +275,7 @@ class DreamStep:
             if self.compile_mode == "eager":
                 fn = self._run
             else:
+                counts = self.channel_counts
                 fn = tf.function(
                     self._run,
                     input_signature=[
@@ -176,14 +283,32 @@ class DreamStep:
                         tf.TensorSpec([], tf.int32),
                         tf.TensorSpec([], tf.float32),
                         tf.TensorSpec([2], tf.int32),
+                        # Per layer: channel weights (C,), guide vectors (M, C) of any M.
+                        tuple(tf.TensorSpec([c], tf.float32) for c in counts),
+                        tuple(tf.TensorSpec([None, c], tf.float32) for c in counts),
+                        tf.TensorSpec([], tf.float32),
                     ],
                     jit_compile=self.compile_mode == "xla",
                 )
             self._compiled[key] = fn
         return fn
 
+    def _inputs(
+        self, height: int, width: int, channels: Channels, guided: bool
+    ) -> tuple[tuple[tf.Tensor, ...], tuple[tf.Tensor, ...], tf.Tensor]:
+        use_guide = guided and self.guide is not None
+        guide = self.guide_features(height, width) if use_guide else self._no_guide
+        return self.channel_weights(channels), guide, tf.constant(float(use_guide))
+
     def __call__(
-        self, image: np.ndarray, *, steps: int, step_size: float, seed: tuple[int, int] = (0, 0)
+        self,
+        image: np.ndarray,
+        *,
+        steps: int,
+        step_size: float,
+        seed: tuple[int, int] = (0, 0),
+        channels: Channels = (),
+        guided: bool = False,
     ) -> tuple[np.ndarray, float]:
         """Dreams ``image`` for ``steps`` steps.
 
@@ -192,18 +317,24 @@ class DreamStep:
             steps: gradient steps (0 returns the image unchanged).
             step_size: in 0..255 pixel units per unit-std gradient.
             seed: (seed, frame number): the roll jitter is a pure function of it.
+            channels: (layer, channel numbers) pairs to dream; () = every channel.
+            guided: maximise the match with the guide's features (when a guide is set).
 
         Returns:
             (dreamed image (H, W, 3) float32 BGR in [0, 255], loss before the last step).
         """
         h, w = image.shape[:2]
         fn = self._function(h, w)
+        channel_weights, guide, guide_weight = self._inputs(h, w, channels, guided)
         try:
             out, loss = fn(
                 tf.convert_to_tensor(image, tf.float32),
                 tf.constant(steps, tf.int32),
                 tf.constant(step_size, tf.float32),
                 tf.constant(seed, tf.int32),
+                channel_weights,
+                guide,
+                guide_weight,
             )
         except tf.errors.ResourceExhaustedError:
             where = "GPU " if detect_device().kind == "gpu" else ""
@@ -213,9 +344,31 @@ class DreamStep:
             ) from None
         return out.numpy(), float(loss)
 
-    def objective(self, image: np.ndarray) -> float:
-        """The layer objective of (H, W, 3) float32 BGR in [0, 255], without stepping."""
-        return float(self._objective(tf.convert_to_tensor(image, tf.float32)))
+    def objective(
+        self, image: np.ndarray, *, channels: Channels = (), guided: bool = False
+    ) -> float:
+        """The objective of (H, W, 3) float32 BGR in [0, 255], without stepping.
+
+        With ``guided``: the mean best dot product with the guide's vectors (how much the
+        image looks like the guide to the network).
+        """
+        h, w = image.shape[:2]
+        weights, guide, guide_weight = self._inputs(h, w, channels, guided)
+        return float(
+            self._objective(tf.convert_to_tensor(image, tf.float32), weights, guide, guide_weight)
+        )
+
+
+def load_guide(path: Path) -> np.ndarray:
+    """The guide image at ``path``, (H, W, 3) uint8 BGR; raises ``SourceError`` (one line)."""
+    from livedream.sources.files import ImageSource
+
+    try:
+        source = ImageSource(path, repeat=False)
+    except SourceError as exc:
+        raise SourceError(f"--guide: {exc}") from None
+    source.close()  # the still stays readable: it was decoded on opening
+    return np.array(source.image)
 
 
 def build_step(config: DreamConfig, layers: Sequence[str] | None = None) -> DreamStep:
@@ -232,6 +385,7 @@ def build_step(config: DreamConfig, layers: Sequence[str] | None = None) -> Drea
         layer_weights=config.layer_weights if layers is None else (),
         compile_mode=compile_mode,
         jitter=config.jitter,
+        guide=None if config.guide is None else load_guide(config.guide),
     )
 
 
@@ -243,8 +397,9 @@ class Dreamer:
     warped by optical flow, dreamed for ``steps`` steps, and the residual is upscaled and added
     to the full-resolution frame so the output keeps the camera's sharpness.
 
-    The attributes ``steps``, ``step_size``, ``blend``, ``flow`` and ``enabled`` may be changed
-    between frames (the preview's keys do); none of them recompiles anything.
+    The attributes ``steps``, ``step_size``, ``blend``, ``flow``, ``enabled``, ``channels`` and
+    ``guided`` may be changed between frames (the preview's keys do); none of them recompiles
+    anything.
 
     Thread: the dream thread only.
     """
@@ -257,6 +412,10 @@ class Dreamer:
         self.blend = config.blend
         self.flow = config.flow
         self.enabled = True
+        self.channels: Channels = check_channels(
+            get_spec(config.model), self.layers, config.channels
+        )
+        self.guided = config.guide is not None
         self.frame_index = 0
         # ms the last frame spent in each stage: read by the benchmark's breakdown.
         self.timings: dict[str, float] = {}
@@ -287,6 +446,8 @@ class Dreamer:
         self.steps = controls.steps
         self.step_size = controls.step_size
         self.flow = controls.flow
+        self.channels = controls.channels
+        self.guided = controls.guide
         if controls.layers != self.layers:
             self.set_layers(controls.layers)
             self.reset()
@@ -326,6 +487,8 @@ class Dreamer:
             steps=self.steps,
             step_size=self.step_size * 255.0,
             seed=(self.config.seed, self.frame_index),
+            channels=self.channels,
+            guided=self.guided,
         )
         t3 = time.perf_counter()
         residual = dreamed - small  # (h, w, 3) float32: what the dream added
@@ -370,6 +533,7 @@ def dream_image(
         (H, W, 3) uint8 BGR.
     """
     step = step if step is not None else build_step(config)
+    channels = check_channels(get_spec(config.model), step.model.layers, config.channels)
     h, w = image.shape[:2]
     top = min(1.0, max_side / max(h, w))
     base = image.astype(np.float32)
@@ -386,6 +550,8 @@ def dream_image(
             steps=config.octave_steps,
             step_size=config.step_size * 255.0,
             seed=(config.seed, octave),
+            channels=channels,
+            guided=config.guide is not None,
         )
         detail = dreamed - octave_base
     assert detail is not None  # octaves >= 1, checked at the door

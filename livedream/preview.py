@@ -19,6 +19,7 @@ from livedream.controls import Controls
 from livedream.display import display_error, no_display_reason
 from livedream.errors import SinkError
 from livedream.media import Frame, check_frame
+from livedream.models import Channels
 from livedream.sinks.base import Sink
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,18 @@ KEY_NONE = -1  # PreviewWindow.show(): no key pressed
 KEY_ESC = 27
 KEYS_HELP = (
     "preview keys: q/Esc quit, space dream on/off, +/- strength, [/] steps per frame, "
-    "l layer preset, f flow carry, r reset, m mirror, s screenshot, h heads-up overlay"
+    "l layer preset, c channel preset, g guide on/off, f flow carry, r reset, m mirror, "
+    "s screenshot, h heads-up overlay"
 )
+ALL_CHANNELS: tuple[str, Channels] = (
+    "all channels",
+    (),
+)  # the `c` cycle's stop where every channel is dreamed
+
+
+def describe_channels(channels: Channels) -> str:
+    """``block4_conv3:12,77`` for the notes, status table and overlay; "all" for ()."""
+    return " ".join(f"{layer}:{','.join(map(str, c))}" for layer, c in channels) or "all"
 
 
 class KeyHandler:
@@ -38,16 +49,26 @@ class KeyHandler:
         controls: the run's live settings.
         presets: the layer sets ``l`` cycles through.
         hud: the overlay starts on.
+        channel_presets: (name, channels) looks ``c`` cycles through; "all channels" is added
+            at the end.
     """
 
     def __init__(
-        self, controls: Controls, presets: Sequence[tuple[str, ...]], *, hud: bool = False
+        self,
+        controls: Controls,
+        presets: Sequence[tuple[str, ...]],
+        *,
+        hud: bool = False,
+        channel_presets: Sequence[tuple[str, Channels]] = (),
     ) -> None:
         self.controls = controls
         self.presets = list(presets)
         # The first `l` press moves on from the layers being dreamed, wherever they sit.
         current = controls.layers
         self.preset = self.presets.index(current) if current in self.presets else -1
+        self.looks: list[tuple[str, Channels]] = [*channel_presets, ALL_CHANNELS]
+        chosen = [channels for _, channels in self.looks]
+        self.look = chosen.index(controls.channels) if controls.channels in chosen else -1
         self.hud = hud
         self.quit = False
         self.screenshot = False
@@ -78,6 +99,10 @@ class KeyHandler:
             self.preset = (self.preset + 1) % len(self.presets)
             c.layers = self.presets[self.preset]
             return f"layers {','.join(c.layers)}"
+        if ch == "c" and len(self.looks) > 1:
+            return self._next_look()
+        if ch == "g" and c.toggle_guide():
+            return f"guide {'on' if c.guide else 'off'}"
         if ch == "f":
             c.flow = not c.flow
             return f"flow carry {'on' if c.flow else 'off'}"
@@ -94,6 +119,20 @@ class KeyHandler:
             self.hud = not self.hud
             return f"overlay {'on' if self.hud else 'off'}"
         return None
+
+    def _next_look(self) -> str:
+        """``c``: the next channel preset; the dream moves onto its layer when it is elsewhere."""
+        c = self.controls
+        self.look = (self.look + 1) % len(self.looks)
+        name, channels = self.looks[self.look]
+        layers = tuple(layer for layer, _ in channels)
+        note = f"channels {name} ({describe_channels(channels)})" if channels else name
+        if layers and not set(layers) <= set(c.layers):
+            c.layers = layers
+            self.preset = self.presets.index(layers) if layers in self.presets else -1
+            note += f", layers {','.join(layers)}"
+        c.channels = channels
+        return note
 
 
 def save_screenshot(image: Frame, folder: Path = Path()) -> Path:

@@ -18,11 +18,11 @@ from rich.console import Console
 from livedream.config import RunConfig
 from livedream.controls import Controls
 from livedream.dream import Dreamer, choose_variant, detect_device
-from livedream.models import get_spec
+from livedream.models import Channels, get_spec
 from livedream.outputs import Outputs
 from livedream.pipeline import Pipeline, Stats
 from livedream.plan import RunPlan, plan_run
-from livedream.preview import KeyHandler, PreviewWindow, loading_frame
+from livedream.preview import KeyHandler, PreviewWindow, describe_channels, loading_frame
 from livedream.runtime import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Interrupts, print_error
 from livedream.sinks import Sink
 from livedream.sources import ImageSource, Source
@@ -69,6 +69,14 @@ def layer_presets(config: RunConfig) -> tuple[tuple[str, ...], list[tuple[str, .
     return current, presets
 
 
+def channel_presets(config: RunConfig, controls: Controls) -> list[tuple[str, Channels]]:
+    """The (name, channels) looks ``c`` cycles through: the model's, after ``--channels``."""
+    presets = [(p.name, p.selection) for p in get_spec(config.dream.model).channel_presets]
+    if controls.channels and controls.channels not in [c for _, c in presets]:
+        presets.insert(0, ("--channels", controls.channels))
+    return presets
+
+
 class StreamRun:
     """A stream (webcam, video file, photo shown live) through the pipeline to the outputs.
 
@@ -88,7 +96,12 @@ class StreamRun:
         self.plan = plan if plan is not None else plan_run(config, source)
         layers, presets = layer_presets(config)
         self.controls = Controls.from_config(config, layers)
-        self.keys = KeyHandler(self.controls, presets, hud=config.hud)
+        self.keys = KeyHandler(
+            self.controls,
+            presets,
+            hud=config.hud,
+            channel_presets=channel_presets(config, self.controls),
+        )
         self.pipeline = Pipeline(
             source,
             _make_dreamer(config),
@@ -124,7 +137,18 @@ class StreamRun:
             "dream": f"{w}x{h}, {c.steps} steps of {c.step_size:.4f}, "
             f"flow {'on' if c.flow else 'off'}, {precision}, {compile_mode}"
             + ("" if c.enabled else ", off"),
+            **self._look(),
         }
+
+    def _look(self) -> dict[str, str]:
+        """The ``look`` row (channels, guide) once either is in play; none otherwise."""
+        c, guide = self.controls, self.config.dream.guide
+        if not c.channels and guide is None:
+            return {}
+        text = f"channels {describe_channels(c.channels)}"
+        if guide is not None:
+            text += f", guide {guide.name} {'on' if c.guide else 'off'}"
+        return {"look": text}
 
     def run(self, interrupts: Interrupts | None = None) -> int:
         """Runs until the input ends, the user quits, an error or an interrupt; returns the code.

@@ -79,8 +79,8 @@ def write_video() -> WriteVideo:
 def build_shared_step() -> Callable[[DreamConfig], DreamStep]:
     """``(config) -> DreamStep``: built once per model setting for the whole session.
 
-    Only what ``build_step`` builds from (model, weights, layers, layer weights, precision,
-    compile mode, jitter) tells builds apart; the dream size does not.
+    Only what ``build_step`` builds from (model, weights, layers, layer weights, guide,
+    precision, compile mode, jitter) tells builds apart; the dream size does not.
     """
     from livedream.dream import build_step
 
@@ -92,6 +92,7 @@ def build_shared_step() -> Callable[[DreamConfig], DreamStep]:
             config.weights,
             config.layers,
             config.layer_weights,
+            config.guide,
             config.precision,
             config.compile,
             config.jitter,
