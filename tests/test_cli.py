@@ -23,6 +23,7 @@ from helpers import (
     photo,
     read_video,
     wait_for,
+    write_textured_video,
 )
 
 from livedream.cli import main
@@ -133,7 +134,8 @@ def test_virtual_camera_gets_the_dreamed_frames(
     tmp_path: Path, write_video: WriteVideo, vcam_env: FakeCameraLog
 ) -> None:
     fake_vcam = vcam_env
-    clip = write_video(tmp_path / "in.avi", frames=12, width=160, height=120, fps=25.0)
+    # A moving scene: frames the compositor can follow (numbered flat colours are a cut each).
+    clip = write_textured_video(tmp_path / "in.avi", frames=12, width=160, height=120)
     assert (
         main(["-i", str(clip), "--virtual-cam", "--no-preview", *FAST, "--step-size", "0.05"]) == 0
     )
