@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from livedream.faces import Face, face_mask, keep_map
 from livedream.media import Frame
 from livedream.temporal import FlowEstimator, grid, to_gray, warp
 
@@ -51,17 +52,25 @@ class Keyframe:
         residual: (h, w, 3) float32, what the dream added to it (BGR, 0..255 units).
         captured: ``time.perf_counter()`` when its frame was captured.
         index: its frame's number in the stream.
+        faces: the faces in it (``livedream.faces``), in its pixels; () when not looked for.
     """
 
     gray: np.ndarray
     residual: np.ndarray
     captured: float
     index: int
+    faces: tuple[Face, ...] = ()
 
 
-def add_residual(frame: Frame, residual: np.ndarray) -> Frame:
-    """``frame`` plus ``residual`` upscaled to its size: (H, W, 3) uint8 BGR."""
+def add_residual(frame: Frame, residual: np.ndarray, keep: np.ndarray | None = None) -> Frame:
+    """``frame`` plus ``residual`` upscaled to its size: (H, W, 3) uint8 BGR.
+
+    ``keep``: (h, w) float32 in [0, 1] at the residual's size, the share of it added at each
+    pixel (the faces' protection); None adds all of it.
+    """
     h, w = frame.shape[:2]
+    if keep is not None:
+        residual = residual * keep[..., None]
     if residual.shape[:2] != (h, w):
         residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
     out = frame.astype(np.float32)
@@ -90,6 +99,10 @@ class Compositor:
         self.cuts = 0  # scene cuts seen
         self.last_ms = 0.0  # what the last composite() cost
         self.last_age = 0.0  # seconds between the last keyframe's capture and its use
+        self.last_faces = 0  # faces protected on the last frame
+        self.last_face_ms = 0.0  # what the last frame's face mask cost
+        self._mask_key: tuple[object, ...] | None = None
+        self._mask: np.ndarray | None = None
 
     @property
     def keyframe(self) -> Keyframe | None:
@@ -111,13 +124,18 @@ class Compositor:
             self._keyframe = None
             self._reset_at = time.perf_counter() if at is None else at
 
-    def composite(self, frame: Frame, captured: float, index: int = -1) -> tuple[Frame, bool]:
+    def composite(
+        self, frame: Frame, captured: float, index: int = -1, *, face_strength: float = 1.0
+    ) -> tuple[Frame, bool]:
         """``frame`` with the newest dream on it.
 
         Args:
             frame: (H, W, 3) uint8 BGR.
             captured: its capture time (``time.perf_counter()``).
             index: its frame number; the keyframe's own frame needs no flow.
+            face_strength: the share of the dream kept on the keyframe's faces (1: all). The
+                mask moves with the residual, along the same flow; only what is added to this
+                frame is scaled, never the keyframe's own residual (the dream's carry).
 
         Returns:
             (the output frame, whether it carries a dream). Without a keyframe (before the
@@ -125,20 +143,48 @@ class Compositor:
         """
         started = time.perf_counter()
         keyframe = self._keyframe
+        self.last_faces, self.last_face_ms = 0, 0.0
         if keyframe is None:
             return frame, False
         residual: np.ndarray | None = keyframe.residual
+        back: np.ndarray | None = None
         if index != keyframe.index:
-            residual = self._follow(frame, captured, keyframe)
-        if residual is None:
-            return frame, False
-        out = add_residual(frame, residual)
+            followed = self._follow(frame, captured, keyframe)
+            if followed is None:
+                return frame, False
+            residual, back = followed
+        assert residual is not None
+        keep = self._keep(keyframe, captured, face_strength, back)
+        out = add_residual(frame, residual, keep)
         self.last_age = max(0.0, captured - keyframe.captured)
         self.last_ms = 1000.0 * (time.perf_counter() - started)
         return out, True
 
-    def _follow(self, frame: Frame, captured: float, keyframe: Keyframe) -> np.ndarray | None:
-        """The keyframe's residual moved onto ``frame``, or None on a scene cut."""
+    def _keep(
+        self, keyframe: Keyframe, captured: float, strength: float, back: np.ndarray | None
+    ) -> np.ndarray | None:
+        """The share of the residual kept at each pixel of this frame (the faces' protection,
+        moved along ``back`` like the residual), or None where all of it is kept."""
+        if strength >= 1.0 or not keyframe.faces:
+            return None
+        started = time.perf_counter()
+        weights = tuple(round(f.weight(captured), 2) for f in keyframe.faces)
+        self.last_faces = sum(1 for weight in weights if weight > 0)
+        key = (keyframe.index, keyframe.captured, weights, strength)
+        if key != self._mask_key or self._mask is None:  # one mask per keyframe while held
+            mask = face_mask(keyframe.gray.shape, keyframe.faces, captured)
+            self._mask, self._mask_key = keep_map(mask, strength), key
+        keep = self._mask
+        if back is not None and self._coords is not None:
+            keep = warp(keep, back, self._coords)
+        self.last_face_ms = 1000.0 * (time.perf_counter() - started)
+        return keep
+
+    def _follow(
+        self, frame: Frame, captured: float, keyframe: Keyframe
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The keyframe's residual moved onto ``frame`` and the flow that moved it (this frame
+        to the keyframe), or None on a scene cut."""
         h, w = keyframe.gray.shape
         small = frame
         if frame.shape[:2] != (h, w):
@@ -159,4 +205,4 @@ class Compositor:
         weight = trust * np.exp(-(age / self.fade_px_s) * motion)
         warped: np.ndarray = warp(keyframe.residual, back, self._coords)
         warped *= weight[..., None]
-        return warped
+        return warped, back

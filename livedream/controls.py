@@ -31,6 +31,8 @@ class Controls:
         mirror: flip frames left-right where they enter (capture thread).
         layers: the layers being dreamed.
         reset: drop the carried dream before the next frame.
+        face_strength: the share of the dream kept on faces (1: no protection).
+        faces: face protection on (``k``); read by the dream thread and the compositor.
     """
 
     steps: int
@@ -40,10 +42,15 @@ class Controls:
     mirror: bool = False
     enabled: bool = True
     reset: bool = False
+    face_strength: float = 1.0
+    faces: bool = True
 
     @classmethod
-    def from_config(cls, config: RunConfig, layers: tuple[str, ...]) -> Controls:
-        """The controls a run starts with; ``layers``: the ones the dream starts on."""
+    def from_config(
+        cls, config: RunConfig, layers: tuple[str, ...], *, face_strength: float = 1.0
+    ) -> Controls:
+        """The controls a run starts with; ``layers``: the ones the dream starts on;
+        ``face_strength``: the run plan's."""
         dream = config.dream
         return cls(
             steps=dream.steps,
@@ -51,7 +58,13 @@ class Controls:
             flow=dream.flow,
             layers=layers,
             mirror=config.mirror,
+            face_strength=face_strength,
         )
+
+    @property
+    def kept_on_faces(self) -> float:
+        """The share of the dream kept on faces now: 1 while protection is off."""
+        return self.face_strength if self.faces else 1.0
 
     def stronger(self) -> None:
         """A quarter stronger, up to a limit."""
