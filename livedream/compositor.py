@@ -62,15 +62,9 @@ class Keyframe:
     faces: tuple[Face, ...] = ()
 
 
-def add_residual(frame: Frame, residual: np.ndarray, keep: np.ndarray | None = None) -> Frame:
-    """``frame`` plus ``residual`` upscaled to its size: (H, W, 3) uint8 BGR.
-
-    ``keep``: (h, w) float32 in [0, 1] at the residual's size, the share of it added at each
-    pixel (the faces' protection); None adds all of it.
-    """
+def add_residual(frame: Frame, residual: np.ndarray) -> Frame:
+    """``frame`` plus ``residual`` upscaled to its size: (H, W, 3) uint8 BGR."""
     h, w = frame.shape[:2]
-    if keep is not None:
-        residual = residual * keep[..., None]
     if residual.shape[:2] != (h, w):
         residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
     out = frame.astype(np.float32)
@@ -102,7 +96,7 @@ class Compositor:
         self.last_faces = 0  # faces protected on the last frame
         self.last_face_ms = 0.0  # what the last frame's face mask cost
         self._mask_key: tuple[object, ...] | None = None
-        self._mask: np.ndarray | None = None
+        self._mask: np.ndarray | None = None  # the protected residual of the newest keyframe
 
     @property
     def keyframe(self) -> Keyframe | None:
@@ -146,45 +140,38 @@ class Compositor:
         self.last_faces, self.last_face_ms = 0, 0.0
         if keyframe is None:
             return frame, False
-        residual: np.ndarray | None = keyframe.residual
-        back: np.ndarray | None = None
+        protected = self._protected(keyframe, captured, face_strength)
+        residual: np.ndarray | None = protected
         if index != keyframe.index:
-            followed = self._follow(frame, captured, keyframe)
-            if followed is None:
-                return frame, False
-            residual, back = followed
-        assert residual is not None
-        keep = self._keep(keyframe, captured, face_strength, back)
-        out = add_residual(frame, residual, keep)
+            residual = self._follow(frame, captured, keyframe, protected)
+        if residual is None:
+            return frame, False
+        out = add_residual(frame, residual)
         self.last_age = max(0.0, captured - keyframe.captured)
         self.last_ms = 1000.0 * (time.perf_counter() - started)
         return out, True
 
-    def _keep(
-        self, keyframe: Keyframe, captured: float, strength: float, back: np.ndarray | None
-    ) -> np.ndarray | None:
-        """The share of the residual kept at each pixel of this frame (the faces' protection,
-        moved along ``back`` like the residual), or None where all of it is kept."""
+    def _protected(self, keyframe: Keyframe, captured: float, strength: float) -> np.ndarray:
+        """The keyframe's residual with only ``strength`` of it kept on its faces, at the
+        keyframe's own pixels: a copy, so the dream's carry is never scaled. The flow then
+        moves the protection onto each frame together with the dream it protects. Made once
+        per keyframe (again only while a lost face fades)."""
         if strength >= 1.0 or not keyframe.faces:
-            return None
+            return keyframe.residual
         started = time.perf_counter()
         weights = tuple(round(f.weight(captured), 2) for f in keyframe.faces)
         self.last_faces = sum(1 for weight in weights if weight > 0)
         key = (keyframe.index, keyframe.captured, weights, strength)
-        if key != self._mask_key or self._mask is None:  # one mask per keyframe while held
-            mask = face_mask(keyframe.gray.shape, keyframe.faces, captured)
-            self._mask, self._mask_key = keep_map(mask, strength), key
-        keep = self._mask
-        if back is not None and self._coords is not None:
-            keep = warp(keep, back, self._coords)
+        if key != self._mask_key or self._mask is None:
+            keep = keep_map(face_mask(keyframe.gray.shape, keyframe.faces, captured), strength)
+            self._mask, self._mask_key = keyframe.residual * keep[..., None], key
         self.last_face_ms = 1000.0 * (time.perf_counter() - started)
-        return keep
+        return self._mask
 
     def _follow(
-        self, frame: Frame, captured: float, keyframe: Keyframe
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The keyframe's residual moved onto ``frame`` and the flow that moved it (this frame
-        to the keyframe), or None on a scene cut."""
+        self, frame: Frame, captured: float, keyframe: Keyframe, residual: np.ndarray
+    ) -> np.ndarray | None:
+        """``residual`` (the keyframe's) moved onto ``frame``, or None on a scene cut."""
         h, w = keyframe.gray.shape
         small = frame
         if frame.shape[:2] != (h, w):
@@ -203,6 +190,6 @@ class Compositor:
         age = max(0.0, captured - keyframe.captured)
         motion = np.sqrt((back**2).sum(axis=2))  # (h, w) px between this frame and the keyframe
         weight = trust * np.exp(-(age / self.fade_px_s) * motion)
-        warped: np.ndarray = warp(keyframe.residual, back, self._coords)
+        warped: np.ndarray = warp(residual, back, self._coords)
         warped *= weight[..., None]
-        return warped, back
+        return warped

@@ -35,13 +35,13 @@ log = logging.getLogger(__name__)
 
 CASCADE = "haarcascade_frontalface_alt2.xml"  # found the test face at every size tried
 # Faces are looked for on the frame scaled to this short side: a face on a call (a quarter to
-# half of the picture's height) is 36-72 px there, well above the cascade's 20 px window, and a
-# detection costs a few ms instead of ~0.5 s at 512x512.
-DETECT_SHORT = 144
-MIN_FACE = 20  # px at DETECT_SHORT: faces down to 1/7 of the picture's height
+# half of the picture's height) is 30-60 px there, well above the cascade's smallest window,
+# and a detection costs ~10 ms here instead of ~20 ms at 144 px and ~0.5 s at 512x512.
+DETECT_SHORT = 120
+MIN_FACE = 16  # px at DETECT_SHORT: faces down to 1/7 of the picture's height
 SCALE_FACTOR = 1.1  # the cascade's pyramid step: 1.2 missed the test face at 144 px
 MIN_NEIGHBORS = 3  # fewer false faces than 1-2; the hold covers the detections it misses
-DETECT_EVERY_S = 0.25  # at most 4 detections a second; the flow follows faces in between
+DETECT_EVERY_S = 0.3  # at most ~3 detections a second; the flow follows faces in between
 HOLD_S = 1.0  # a face the detector lost keeps its full protection this long (no blinking)
 FADE_S = 0.5  # and then fades out over this long
 MATCH_DISTANCE = 0.6  # a detection within this share of a face's size is that face again
