@@ -51,6 +51,7 @@ import numpy as np
 from rich.console import Console
 
 from baseline import run_baseline
+from faces import measure_faces
 from livedream.args import (
     HelpFormatter,
     OneLineParser,
@@ -209,6 +210,8 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
     section("flicker", f"flicker: {settings.frames} frames, default dreamer vs blend 0")
     frames, decode_ms = read_frames(settings.clip, settings.frames)
     flicker, step = measure_flicker(settings, frames)
+    section("faces", "faces: a face sliding past, live at 30 fps, face protection on")
+    faces = measure_faces(settings)
     section("breakdown", "breakdown: each stage of a frame timed one by one")
     breakdown_ms = measure_breakdown(settings, frames, step, decode_ms)
     del step, frames
@@ -245,6 +248,7 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
         pipeline_efficiency=pipeline.pipeline_fps / dream_only_fps,
         speedup_vs_baseline=baseline.baseline_frame_ms / pipeline.frame_ms,
         peak_rss_mb=peak_rss_mb(),
+        faces=faces,
         seconds=section.elapsed,
         targets_note=targets_note(settings),
     )

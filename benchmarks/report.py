@@ -38,6 +38,8 @@ SUMMARY_ROWS = (
     "strength_blend0",
     "peak_rss_mb_live",
     "peak_rss_mb",
+    "face_ms",
+    "face_share_of_dream",
 )
 
 
@@ -48,6 +50,9 @@ def targets(r: BenchResult) -> dict[str, Target]:
     latency_limit = 2.5 * pipeline.frame_ms
     p95 = r.latency.latency_ms_p95
     return {
+        "face_share_of_dream": Target(
+            r.faces.face_share_of_dream, "<= 0.1", r.faces.face_share_of_dream <= 0.1
+        ),
         "auto_is_fastest": Target(steps.auto_is_fastest, "true", bool(steps.auto_is_fastest)),
         "speedup_vs_baseline": Target(r.speedup_vs_baseline, ">= 4", r.speedup_vs_baseline >= 4.0),
         "pipeline_efficiency": Target(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from baseline import BaselineFigures
+from faces import FaceFigures
 from machine import MachineInfo, Section
 from pipeline_run import FlickerFigures, LatencyFigures, PipelineFigures
 from step_cost import StepFigures
@@ -56,6 +57,7 @@ class BenchResult:
     pipeline_efficiency: float  # pipeline_fps / dream_only_fps
     speedup_vs_baseline: float  # baseline_frame_ms / frame_ms
     peak_rss_mb: float  # the whole run's, every variant included
+    faces: FaceFigures = field(metadata=FLAT)
     seconds: float  # the whole run
     targets: dict[str, Target] = field(default_factory=dict)  # keyed by the figure's name
     targets_note: str | None = field(default=None, metadata=OMIT_NONE)

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from livedream import __version__
-from livedream.config import COMPILE_MODES, PRECISIONS, DreamConfig, RunConfig
+from livedream.config import (
+    COMPILE_MODES,
+    LIVE_FACE_STRENGTH,
+    PRECISIONS,
+    DreamConfig,
+    RunConfig,
+)
 from livedream.models import MODELS
 from livedream.preview import KEYS_HELP
 from livedream.runtime import EXIT_USAGE
@@ -313,6 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.compile,
         help="graph (TensorFlow), xla or eager; auto picks per device",
     )
+    dream.add_argument(
+        "--face-strength",
+        type=fraction,
+        default=None,
+        metavar="F",
+        help="share of the dream kept on faces, 0 (faces untouched) to 1 (no protection); "
+        f"default {LIVE_FACE_STRENGTH} live (webcam, stream, preview, virtual camera, "
+        "--realtime), 1 for files rendered to files",
+    )
     dream.add_argument("--seed", type=int, default=defaults.seed, help="random jitter seed")
     parser.add_argument("--hud", action="store_true", help="start with the heads-up overlay on")
     parser.add_argument(
@@ -357,6 +372,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespac
         realtime=args.realtime,
         dream_every=args.dream_every,
         hud=args.hud,
+        face_strength=args.face_strength,
         verbose=args.verbose,
         dream=dream,
     )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from livedream.faces import Face, face_mask, keep_map
 from livedream.media import Frame
 from livedream.temporal import FlowEstimator, grid, to_gray, warp
 
@@ -51,12 +52,14 @@ class Keyframe:
         residual: (h, w, 3) float32, what the dream added to it (BGR, 0..255 units).
         captured: ``time.perf_counter()`` when its frame was captured.
         index: its frame's number in the stream.
+        faces: the faces in it (``livedream.faces``), in its pixels; () when not looked for.
     """
 
     gray: np.ndarray
     residual: np.ndarray
     captured: float
     index: int
+    faces: tuple[Face, ...] = ()
 
 
 def add_residual(frame: Frame, residual: np.ndarray) -> Frame:
@@ -90,6 +93,10 @@ class Compositor:
         self.cuts = 0  # scene cuts seen
         self.last_ms = 0.0  # what the last composite() cost
         self.last_age = 0.0  # seconds between the last keyframe's capture and its use
+        self.last_faces = 0  # faces protected on the last frame
+        self.last_face_ms = 0.0  # what the last frame's face mask cost
+        self._mask_key: tuple[object, ...] | None = None
+        self._mask: np.ndarray | None = None  # the protected residual of the newest keyframe
 
     @property
     def keyframe(self) -> Keyframe | None:
@@ -111,13 +118,18 @@ class Compositor:
             self._keyframe = None
             self._reset_at = time.perf_counter() if at is None else at
 
-    def composite(self, frame: Frame, captured: float, index: int = -1) -> tuple[Frame, bool]:
+    def composite(
+        self, frame: Frame, captured: float, index: int = -1, *, face_strength: float = 1.0
+    ) -> tuple[Frame, bool]:
         """``frame`` with the newest dream on it.
 
         Args:
             frame: (H, W, 3) uint8 BGR.
             captured: its capture time (``time.perf_counter()``).
             index: its frame number; the keyframe's own frame needs no flow.
+            face_strength: the share of the dream kept on the keyframe's faces (1: all). The
+                mask moves with the residual, along the same flow; only what is added to this
+                frame is scaled, never the keyframe's own residual (the dream's carry).
 
         Returns:
             (the output frame, whether it carries a dream). Without a keyframe (before the
@@ -125,11 +137,13 @@ class Compositor:
         """
         started = time.perf_counter()
         keyframe = self._keyframe
+        self.last_faces, self.last_face_ms = 0, 0.0
         if keyframe is None:
             return frame, False
-        residual: np.ndarray | None = keyframe.residual
+        protected = self._protected(keyframe, captured, face_strength)
+        residual: np.ndarray | None = protected
         if index != keyframe.index:
-            residual = self._follow(frame, captured, keyframe)
+            residual = self._follow(frame, captured, keyframe, protected)
         if residual is None:
             return frame, False
         out = add_residual(frame, residual)
@@ -137,8 +151,27 @@ class Compositor:
         self.last_ms = 1000.0 * (time.perf_counter() - started)
         return out, True
 
-    def _follow(self, frame: Frame, captured: float, keyframe: Keyframe) -> np.ndarray | None:
-        """The keyframe's residual moved onto ``frame``, or None on a scene cut."""
+    def _protected(self, keyframe: Keyframe, captured: float, strength: float) -> np.ndarray:
+        """The keyframe's residual with only ``strength`` of it kept on its faces, at the
+        keyframe's own pixels: a copy, so the dream's carry is never scaled. The flow then
+        moves the protection onto each frame together with the dream it protects. Made once
+        per keyframe (again only while a lost face fades)."""
+        if strength >= 1.0 or not keyframe.faces:
+            return keyframe.residual
+        started = time.perf_counter()
+        weights = tuple(round(f.weight(captured), 2) for f in keyframe.faces)
+        self.last_faces = sum(1 for weight in weights if weight > 0)
+        key = (keyframe.index, keyframe.captured, weights, strength)
+        if key != self._mask_key or self._mask is None:
+            keep = keep_map(face_mask(keyframe.gray.shape, keyframe.faces, captured), strength)
+            self._mask, self._mask_key = keyframe.residual * keep[..., None], key
+        self.last_face_ms = 1000.0 * (time.perf_counter() - started)
+        return self._mask
+
+    def _follow(
+        self, frame: Frame, captured: float, keyframe: Keyframe, residual: np.ndarray
+    ) -> np.ndarray | None:
+        """``residual`` (the keyframe's) moved onto ``frame``, or None on a scene cut."""
         h, w = keyframe.gray.shape
         small = frame
         if frame.shape[:2] != (h, w):
@@ -157,6 +190,6 @@ class Compositor:
         age = max(0.0, captured - keyframe.captured)
         motion = np.sqrt((back**2).sum(axis=2))  # (h, w) px between this frame and the keyframe
         weight = trust * np.exp(-(age / self.fade_px_s) * motion)
-        warped: np.ndarray = warp(keyframe.residual, back, self._coords)
+        warped: np.ndarray = warp(residual, back, self._coords)
         warped *= weight[..., None]
         return warped

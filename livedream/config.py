@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# Share of the dream kept on faces in a live run: the face stays recognisable on a call while
+# still part of the picture; files rendered to files keep all of it (1) unless asked.
+LIVE_FACE_STRENGTH = 0.35
 COMPILE_MODES = ("auto", "graph", "xla", "eager")
 
 
@@ -73,6 +76,7 @@ class RunConfig:
     realtime: bool = False  # play a video file at its own fps as if it were a camera
     dream_every: int = 1  # file renders: dream every Nth frame, composite the rest
     hud: bool = False  # heads-up overlay with fps and latency in the preview
+    face_strength: float | None = None  # share of the dream on faces; None = the run kind's
     verbose: bool = False
     demo: bool = False  # --demo: the end says what to try next
     dream: DreamConfig = field(default_factory=DreamConfig)

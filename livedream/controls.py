@@ -35,6 +35,8 @@ class Controls:
         guide: dream toward the guide image (only when a guide was given: ``has_guide``).
         has_guide: a ``--guide`` image was given (fixed for the run).
         reset: drop the carried dream before the next frame.
+        face_strength: the share of the dream kept on faces (1: no protection).
+        faces: face protection on (``k``); read by the dream thread and the compositor.
     """
 
     steps: int
@@ -47,10 +49,15 @@ class Controls:
     guide: bool = False
     has_guide: bool = False
     reset: bool = False
+    face_strength: float = 1.0
+    faces: bool = True
 
     @classmethod
-    def from_config(cls, config: RunConfig, layers: tuple[str, ...]) -> Controls:
-        """The controls a run starts with; ``layers``: the ones the dream starts on."""
+    def from_config(
+        cls, config: RunConfig, layers: tuple[str, ...], *, face_strength: float = 1.0
+    ) -> Controls:
+        """The controls a run starts with; ``layers``: the ones the dream starts on;
+        ``face_strength``: the run plan's."""
         dream = config.dream
         return cls(
             steps=dream.steps,
@@ -61,6 +68,7 @@ class Controls:
             channels=check_channels(get_spec(dream.model), layers, dream.channels),
             guide=dream.guide is not None,
             has_guide=dream.guide is not None,
+            face_strength=face_strength,
         )
 
     def toggle_guide(self) -> bool:
@@ -69,6 +77,11 @@ class Controls:
             return False
         self.guide = not self.guide
         return True
+
+    @property
+    def kept_on_faces(self) -> float:
+        """The share of the dream kept on faces now: 1 while protection is off."""
+        return self.face_strength if self.faces else 1.0
 
     def stronger(self) -> None:
         """A quarter stronger, up to a limit."""

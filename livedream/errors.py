@@ -58,3 +58,7 @@ class VirtualCameraError(LivedreamError):
 
 class AcceleratorMemoryError(LivedreamError):
     """The accelerator ran out of memory at the chosen dream size."""
+
+
+class FaceDetectorError(LivedreamError):
+    """Face protection was asked for but this OpenCV has no face detector."""

@@ -36,10 +36,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from livedream.compositor import Compositor
+from livedream.compositor import Compositor, Keyframe
 from livedream.controls import Controls
 from livedream.dream import Dreamer
 from livedream.errors import AcceleratorMemoryError
+from livedream.faces import FaceTracker
 from livedream.sources import Source
 from livedream.stats import RateMeter, Stats, TimedFrame
 
@@ -106,6 +107,8 @@ class Pipeline:
         dream_every: a file render dreams every Nth frame and composites the rest.
         wait_for_dream: a live run's playback starts with the first keyframe (default: for a
             source that can wait, a file or a photo; a camera never waits).
+        faces: finds and follows the faces of each keyframe, whose dream is then kept at
+            ``controls.face_strength`` (the dream thread uses it); None: no face protection.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class Pipeline:
         stats: Stats | None = None,
         dream_every: int = 1,
         wait_for_dream: bool | None = None,
+        faces: FaceTracker | None = None,
     ) -> None:
         self.source = source
         self.live = live
@@ -130,6 +134,7 @@ class Pipeline:
         self.wait_for_dream = (not source.is_live) if wait_for_dream is None else wait_for_dream
         self.stats = stats if stats is not None else Stats()
         self.compositor = Compositor()
+        self.faces = faces
         self.dreamer: Dreamer | None = None
         self.error: BaseException | None = None  # the first failure of a worker thread
         self.ready = threading.Event()  # set once the model is built (or failed to build)
@@ -234,9 +239,7 @@ class Pipeline:
         stats = self.stats
         if self.live:
             keyframe = self.compositor.keyframe
-            item.image, item.dreamed = self.compositor.composite(
-                item.image, item.captured, item.index
-            )
+            item.image, item.dreamed = self._composite(item, item.captured)
             stats.compositor_seconds.append(self.compositor.last_ms / 1000.0)
             if item.dreamed and keyframe is not None:
                 stats.dream_ages.append(time.perf_counter() - keyframe.captured)
@@ -359,6 +362,29 @@ class Pipeline:
             if not self.live:
                 _put(self._out, None, stop=stop)
 
+    def _kept_on_faces(self) -> float:
+        """The share of the dream kept on faces now (1: no protection)."""
+        return 1.0 if self.controls is None else self.controls.kept_on_faces
+
+    def _composite(self, item: TimedFrame, clock: float) -> tuple[np.ndarray, bool]:
+        """``item`` with the newest dream on it; counts the faces protected and their cost."""
+        compositor = self.compositor
+        out = compositor.composite(
+            item.image, clock, item.index, face_strength=self._kept_on_faces()
+        )
+        self.stats.faces = compositor.last_faces
+        self.stats.face_mask_seconds += compositor.last_face_ms / 1000.0
+        return out
+
+    def _find_faces(self, keyframe: Keyframe, frame: np.ndarray) -> Keyframe:
+        """``keyframe`` with its faces, while protection is on. Dream thread."""
+        if self.faces is None or self._kept_on_faces() >= 1.0:
+            return keyframe
+        started = time.perf_counter()
+        faces = self.faces.update(frame, keyframe.gray, keyframe.captured)
+        self.stats.face_seconds += time.perf_counter() - started
+        return replace(keyframe, faces=faces)
+
     def _apply_controls(self, dreamer: Dreamer, clock: float) -> None:
         """Applies the keys before dreaming the frame of time ``clock``."""
         controls = self.controls
@@ -382,9 +408,12 @@ class Pipeline:
                 f"out of memory dreaming at {w}x{h}: "
                 "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
             ) from None
+        dreamt = time.perf_counter() - started
+        keyframe = self._find_faces(keyframe, item.image)
         self.compositor.publish(keyframe)
         self._keyframed.set()
-        stats.dream_seconds.append(time.perf_counter() - started)
+        stats.dream_seconds.append(dreamt)
+        stats.dream_seconds_total += dreamt
         stats.dreamed += 1
         stats.dream_fps.tick()
 
@@ -410,8 +439,8 @@ class Pipeline:
             return item
         if item.index % self.dream_every == 0 or self.compositor.keyframe is None:
             self._dream(item, clock)
-        item.image, item.dreamed = self.compositor.composite(item.image, clock, item.index)
+        item.image, item.dreamed = self._composite(item, clock)
         if not item.dreamed:  # a scene cut between keyframes: dream this frame afresh
             self._dream(item, clock)
-            item.image, item.dreamed = self.compositor.composite(item.image, clock, item.index)
+            item.image, item.dreamed = self._composite(item, clock)
         return item

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from livedream.config import RunConfig
+from livedream.config import LIVE_FACE_STRENGTH, RunConfig
 from livedream.errors import SinkError, SourceError, UsageError
 from livedream.media import is_image_path
 from livedream.sources import ImageSource, Source
@@ -30,6 +30,7 @@ class RunPlan:
         fps: the rate outputs run at (the recording, the virtual camera).
         realtime_recording: the recording keeps real time by holding frames (a camera).
         dream_every: a file render dreams every Nth frame and composites the rest.
+        face_strength: the share of the dream kept on faces (1: no protection).
     """
 
     still: bool
@@ -41,6 +42,7 @@ class RunPlan:
     fps: float
     realtime_recording: bool
     dream_every: int
+    face_strength: float = 1.0
 
 
 def check_request(config: RunConfig) -> None:
@@ -99,6 +101,7 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
             fps=source.fps,
             realtime_recording=False,
             dream_every=1,
+            face_strength=face_strength(config, live=False),
         )
     records = config.output is not None
     if photo and records and config.max_frames is None:
@@ -139,4 +142,13 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
         # A camera's recording holds frames to keep real time; a file's keeps its timestamps.
         realtime_recording=source.is_live and records,
         dream_every=1 if live else config.dream_every,
+        face_strength=face_strength(config, live=live),
     )
+
+
+def face_strength(config: RunConfig, *, live: bool) -> float:
+    """``--face-strength``, or its default for the run kind: faces kept readable live, files
+    rendered to files dreamed whole."""
+    if config.face_strength is not None:
+        return config.face_strength
+    return LIVE_FACE_STRENGTH if live else 1.0

@@ -29,7 +29,7 @@ KEY_ESC = 27
 KEYS_HELP = (
     "preview keys: q/Esc quit, space dream on/off, +/- strength, [/] steps per frame, "
     "l layer preset, c channel preset, g guide on/off, f flow carry, r reset, m mirror, "
-    "s screenshot, h heads-up overlay"
+    "k face protection, s screenshot, h heads-up overlay"
 )
 ALL_CHANNELS: tuple[str, Channels] = (
     "all channels",
@@ -112,6 +112,11 @@ class KeyHandler:
         if ch == "m":
             c.mirror = not c.mirror
             return f"mirror {'on' if c.mirror else 'off'}"
+        if ch == "k":
+            if c.face_strength >= 1.0:
+                return "face protection needs --face-strength below 1"
+            c.faces = not c.faces
+            return f"face protection {'on' if c.faces else 'off'}"
         if ch == "s":
             self.screenshot = True
             return "screenshot"

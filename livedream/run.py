@@ -18,6 +18,7 @@ from rich.console import Console
 from livedream.config import RunConfig
 from livedream.controls import Controls
 from livedream.dream import Dreamer, choose_variant, detect_device
+from livedream.faces import FaceTracker, HaarDetector, protect_photo
 from livedream.models import Channels, get_spec
 from livedream.outputs import Outputs
 from livedream.pipeline import Pipeline, Stats
@@ -48,9 +49,11 @@ def run_still(
     """
     from livedream.dream import dream_image
 
+    detector = HaarDetector() if plan.face_strength < 1.0 else None  # fails before the dream
     with Outputs.open(config, plan, source) as outputs:
         with console.status("dreaming the photo in octaves..."):
             image = dream_image(source.image, config.dream)
+            image = protect_photo(source.image, image, plan.face_strength, detector)
         if interrupts is not None:
             interrupts.defer()
         outputs.write(image)
@@ -95,7 +98,7 @@ class StreamRun:
         self.console = console
         self.plan = plan if plan is not None else plan_run(config, source)
         layers, presets = layer_presets(config)
-        self.controls = Controls.from_config(config, layers)
+        self.controls = Controls.from_config(config, layers, face_strength=self.plan.face_strength)
         self.keys = KeyHandler(
             self.controls,
             presets,
@@ -110,6 +113,7 @@ class StreamRun:
             controls=self.controls,
             max_frames=self.plan.max_frames,
             dream_every=self.plan.dream_every,
+            faces=FaceTracker() if self.plan.face_strength < 1.0 else None,
         )
         self.outputs = Outputs.open(config, self.plan, source, preview=self._window)
 
@@ -137,6 +141,7 @@ class StreamRun:
             "dream": f"{w}x{h}, {c.steps} steps of {c.step_size:.4f}, "
             f"flow {'on' if c.flow else 'off'}, {precision}, {compile_mode}"
             + ("" if c.enabled else ", off"),
+            "faces": self._faces_row(),
             **self._look(),
         }
 
@@ -149,6 +154,14 @@ class StreamRun:
         if guide is not None:
             text += f", guide {guide.name} {'on' if c.guide else 'off'}"
         return {"look": text}
+
+    def _faces_row(self) -> str:
+        c = self.controls
+        if c.face_strength >= 1.0:
+            return "not protected (--face-strength 1)"
+        if not c.faces:
+            return "protection off (k)"
+        return f"{self.stats.faces} protected, {c.face_strength:.2f} of the dream kept"
 
     def run(self, interrupts: Interrupts | None = None) -> int:
         """Runs until the input ends, the user quits, an error or an interrupt; returns the code.

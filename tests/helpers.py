@@ -490,3 +490,29 @@ def overlay_scores(
         union = np.logical_or(shown, want[region]).sum()
         scores.append(float(np.logical_and(shown, want[region]).sum() / union) if union else 0.0)
     return scores
+
+
+# --- faces -------------------------------------------------------------------------------
+
+# Where the astronaut's face is in ``face_photo()`` at 256x256 (x, y, w, h): measured once with
+# the Haar detector at several sizes (it finds x 84-88, y 30-33, w 46-54).
+FACE_BOX = (86, 31, 50, 50)
+
+
+def face_photo(size: int = 256, *, shift: int = 0) -> np.ndarray:
+    """scikit-image's astronaut (Eileen Collins, a real face that OpenCV's Haar cascade finds),
+    ``size`` x ``size``, its content moved ``shift`` px right: (H, W, 3) uint8 BGR."""
+    from skimage import data
+
+    image = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (size, size))
+    if shift:
+        image = np.ascontiguousarray(np.roll(image, shift, axis=1))
+    return image
+
+
+def region_means(diff: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float]:
+    """Mean of ``diff`` (H, W) inside ``box`` (x, y, w, h) and outside it."""
+    x, y, w, h = (round(v) for v in box)
+    inside = np.zeros(diff.shape[:2], bool)
+    inside[y : y + h, x : x + w] = True
+    return float(diff[inside].mean()), float(diff[~inside].mean())

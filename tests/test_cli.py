@@ -192,7 +192,7 @@ def dream_line(steps: int = 2, size: float = 0.01, flow: str = "on", off: str = 
 
 
 def overlay(model: str, dream: str) -> list[str]:
-    """The preview's overlay lines (the first four only set the spacing here)."""
+    """The preview's overlay lines (all but the model and dream lines only set the spacing)."""
     return [
         "10.0 fps out   2.0 dream",
         "latency   80 ms  dream age  300 ms",
@@ -200,6 +200,7 @@ def overlay(model: str, dream: str) -> list[str]:
         "input photo.png",
         model,
         dream,
+        "faces 0 protected, 0.35 of the dream kept",
     ]
 
 
@@ -261,8 +262,11 @@ class Preview:
 
         def check(shown: np.ndarray) -> bool:
             lines = overlay(model, dream)
-            last = len(lines) - 1  # the model and dream lines come last
-            for index, text, old in ((last - 1, model, instead[0]), (last, dream, instead[1])):
+            dream_line = len(lines) - 2  # the model and dream lines come before the faces line
+            for index, text, old in (
+                (dream_line - 1, model, instead[0]),
+                (dream_line, dream, instead[1]),
+            ):
                 if overlay_scores(shown, lines, index, [text])[0] < 0.5:
                     return False  # the line is not there (yet)
                 if old != text:  # where the texts differ, the new one is what shows
