@@ -1,0 +1,311 @@
+"""The dream step: K DeepDream gradient-ascent steps as one compiled function per dream shape.
+
+It never retraces per frame: the step count, strength, jitter seed, channel weights and guide
+are inputs of the compiled function, not constants baked into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from livedream.config import DreamConfig
+from livedream.device import choose_variant, detect_device
+from livedream.errors import AcceleratorMemoryError, LayerError, SourceError, UsageError
+from livedream.models import Channels, FeatureModel, load_model
+
+KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+# Guided dreaming compares every activation vector of the frame with every one of the guide:
+# an (N, M) matrix of dot products per step. Capping M keeps it well under the step's own cost
+# (320x240 at block3_conv3: 4800 x 1024 x 256 multiply-adds, ~1 GFLOP against ~85).
+MAX_GUIDE_VECTORS = 1024
+
+
+class DreamStep:
+    """K DeepDream gradient-ascent steps, compiled once per dream shape.
+
+    Loss = sum over layers of weight x objective (in float32). The plain objective is the mean
+    over positions of the channel-weighted sum of activations (all-ones/C weights: the mean
+    activation; chosen channels: the mean of those only). The guided one (the deepdream
+    notebook's "Controlling dreams") is the mean over positions of the largest dot product of
+    the frame's activation vector with any of the guide's. A scalar ``guide weight`` (0 or 1)
+    picks between them. Channel weights, guide vectors and guide weight are inputs of the
+    compiled function, so switching channels or the guide never retraces.
+
+    Each step rolls the image by a random (seeded, stateless) offset, takes the gradient,
+    divides it by its standard deviation + 1e-8, adds it times the step size, rolls back and
+    clips to [0, 255].
+
+    Args:
+        model: the network, truncated to the dreamed layers.
+        layer_weights: one per layer (default 1.0 each).
+        compile_mode: graph, xla or eager.
+        jitter: max random roll in pixels.
+        guide: the guide image, (H, W, 3) uint8 BGR, or None; its features are computed once
+            per dream size (it is resized to it).
+
+    Thread: the thread that calls it (the dream thread); TensorFlow objects stay there.
+    """
+
+    def __init__(
+        self,
+        model: FeatureModel,
+        *,
+        layer_weights: Sequence[float] = (),
+        compile_mode: str = "graph",
+        jitter: int = 16,
+        guide: np.ndarray | None = None,
+    ) -> None:
+        if layer_weights and len(layer_weights) != len(model.layers):
+            raise UsageError(
+                f"got {len(layer_weights)} layer weights for {len(model.layers)} layers "
+                f"({', '.join(model.layers)}): give one weight per layer"
+            )
+        self.model = model
+        self.compile_mode = compile_mode
+        self.jitter = jitter
+        self.guide = guide
+        self._weights = tuple(float(w) for w in layer_weights) or (1.0,) * len(model.layers)
+        self._compiled: dict[tuple[int, int], Callable[..., Any]] = {}
+        self.traces = 0  # how many times a graph was traced: once per dream shape
+        self._loss_scale = 1024.0 if model.dtype == "mixed_float16" else 1.0
+        self.channel_counts = model.channel_counts()
+        self._channel_weights: dict[Channels, tuple[tf.Tensor, ...]] = {}
+        self._guide_features: dict[tuple[int, int], tuple[tf.Tensor, ...]] = {}
+        # No guide (or the guide off): one zero vector per layer, a fixed cheap stand-in.
+        self._no_guide = tuple(tf.zeros([1, c], tf.float32) for c in self.channel_counts)
+
+    def channel_weights(self, channels: Channels = ()) -> tuple[tf.Tensor, ...]:
+        """Per-layer (C,) float32 weights summing to 1: the mean of the chosen channels.
+
+        A layer named in ``channels`` weighs its channels 1/n each; when some dreamed layer is
+        named, the others weigh nothing (only the chosen channels are dreamed); when none is,
+        every channel weighs 1/C (the plain mean).
+
+        Raises:
+            LayerError: a channel number beyond the layer's channel count.
+        """
+        weights = self._channel_weights.get(channels)
+        if weights is not None:
+            return weights
+        chosen = {layer: numbers for layer, numbers in channels if layer in self.model.layers}
+        vectors = []
+        for layer, count in zip(self.model.layers, self.channel_counts, strict=True):
+            numbers = chosen.get(layer)
+            if not chosen:
+                vector = np.full(count, 1.0 / count, np.float32)
+            else:
+                vector = np.zeros(count, np.float32)
+                if numbers:
+                    bad = [c for c in numbers if not 0 <= c < count]
+                    if bad:
+                        raise LayerError(
+                            f"layer {layer} of {self.model.name} has {count} channels, got "
+                            f"channel {bad[0]}: pick channels from 0 to {count - 1}"
+                        )
+                    vector[list(numbers)] = 1.0 / len(numbers)
+            vectors.append(tf.constant(vector))  # (C,) float32
+        weights = tuple(vectors)
+        self._channel_weights[channels] = weights
+        return weights
+
+    def guide_features(self, height: int, width: int) -> tuple[tf.Tensor, ...]:
+        """The guide's activation vectors at each layer for a (height, width) dream.
+
+        Returns:
+            One (M, C) float32 tensor per layer, M <= ``MAX_GUIDE_VECTORS``; the zero stand-in
+            when there is no guide. Computed once per dream size.
+        """
+        if self.guide is None:
+            return self._no_guide
+        key = (height, width)
+        features = self._guide_features.get(key)
+        if features is None:
+            guide = cv2.resize(self.guide, (width, height), interpolation=cv2.INTER_AREA)
+            activations = self.model.features(tf.constant(guide[None], tf.float32))
+            vectors = []
+            for a in activations:
+                flat = tf.reshape(tf.cast(a[0], tf.float32), [-1, a.shape[-1]])  # (M, C)
+                if flat.shape[0] > MAX_GUIDE_VECTORS:  # an even spread over the guide
+                    picks = np.linspace(0, flat.shape[0] - 1, MAX_GUIDE_VECTORS).round()
+                    flat = tf.gather(flat, picks.astype(np.int32))
+                vectors.append(flat)
+            features = tuple(vectors)
+            self._guide_features[key] = features
+        return features
+
+    def _objective(
+        self,
+        image: tf.Tensor,
+        channel_weights: Sequence[tf.Tensor],
+        guide: Sequence[tf.Tensor],
+        guide_weight: tf.Tensor,
+    ) -> tf.Tensor:
+        """Scalar float32 loss of a (H, W, 3) float32 BGR image in [0, 255]."""
+        activations = self.model.features(image[None])
+        losses = []
+        for w, a, cw, g in zip(self._weights, activations, channel_weights, guide, strict=True):
+            flat = tf.reshape(tf.cast(a, tf.float32), [-1, tf.shape(a)[-1]])  # (N, C)
+            weighted = flat * cw  # (N, C): the chosen channels only
+            plain = tf.reduce_mean(tf.reduce_sum(weighted, axis=1))
+            # Each frame vector's best match among the guide's: (N, M) dot products, max over M.
+            guided = tf.reduce_mean(tf.reduce_max(tf.matmul(weighted, g, transpose_b=True), 1))
+            losses.append(w * ((1.0 - guide_weight) * plain + guide_weight * guided))
+        return tf.add_n(losses)
+
+    def _run(
+        self,
+        image: tf.Tensor,
+        steps: tf.Tensor,
+        step_size: tf.Tensor,
+        seed: tf.Tensor,
+        channel_weights: Sequence[tf.Tensor],
+        guide: Sequence[tf.Tensor],
+        guide_weight: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        self.traces += 1  # a Python side effect: runs at trace time only (or every eager call)
+        loss = tf.constant(0.0)
+        for i in tf.range(steps):
+            step_seed = tf.stack([seed[0], seed[1] * 65536 + i])
+            shift = tf.random.stateless_uniform(
+                [2], seed=step_seed, minval=-self.jitter, maxval=self.jitter + 1, dtype=tf.int32
+            )
+            rolled = tf.roll(image, shift=shift, axis=[0, 1])
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(rolled)
+                loss = self._objective(rolled, channel_weights, guide, guide_weight)
+                # float16 gradients of a mean over ~10^5 activations underflow: scale the loss
+                # up (the division by the gradient's std below cancels the scale exactly).
+                scaled = loss * self._loss_scale
+            gradient = tape.gradient(scaled, rolled)
+            gradient = gradient / (tf.math.reduce_std(gradient) + 1e-8)
+            rolled = rolled + gradient * step_size
+            image = tf.clip_by_value(tf.roll(rolled, shift=-shift, axis=[0, 1]), 0.0, 255.0)
+        return image, loss
+
+    def _function(self, height: int, width: int) -> Callable[..., Any]:
+        key = (height, width)
+        fn = self._compiled.get(key)
+        if fn is None:
+            if self.compile_mode == "eager":
+                fn = self._run
+            else:
+                counts = self.channel_counts
+                fn = tf.function(
+                    self._run,
+                    input_signature=[
+                        tf.TensorSpec([height, width, 3], tf.float32),
+                        tf.TensorSpec([], tf.int32),
+                        tf.TensorSpec([], tf.float32),
+                        tf.TensorSpec([2], tf.int32),
+                        # Per layer: channel weights (C,), guide vectors (M, C) of any M.
+                        tuple(tf.TensorSpec([c], tf.float32) for c in counts),
+                        tuple(tf.TensorSpec([None, c], tf.float32) for c in counts),
+                        tf.TensorSpec([], tf.float32),
+                    ],
+                    jit_compile=self.compile_mode == "xla",
+                )
+            self._compiled[key] = fn
+        return fn
+
+    def _inputs(
+        self, height: int, width: int, channels: Channels, guided: bool
+    ) -> tuple[tuple[tf.Tensor, ...], tuple[tf.Tensor, ...], tf.Tensor]:
+        use_guide = guided and self.guide is not None
+        guide = self.guide_features(height, width) if use_guide else self._no_guide
+        return self.channel_weights(channels), guide, tf.constant(float(use_guide))
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        *,
+        steps: int,
+        step_size: float,
+        seed: tuple[int, int] = (0, 0),
+        channels: Channels = (),
+        guided: bool = False,
+    ) -> tuple[np.ndarray, float]:
+        """Dreams ``image`` for ``steps`` steps.
+
+        Args:
+            image: (H, W, 3) float32 BGR in [0, 255].
+            steps: gradient steps (0 returns the image unchanged).
+            step_size: in 0..255 pixel units per unit-std gradient.
+            seed: (seed, frame number): the roll jitter is a pure function of it.
+            channels: (layer, channel numbers) pairs to dream; () = every channel.
+            guided: maximise the match with the guide's features (when a guide is set).
+
+        Returns:
+            (dreamed image (H, W, 3) float32 BGR in [0, 255], loss before the last step).
+        """
+        h, w = image.shape[:2]
+        fn = self._function(h, w)
+        channel_weights, guide, guide_weight = self._inputs(h, w, channels, guided)
+        try:
+            out, loss = fn(
+                tf.convert_to_tensor(image, tf.float32),
+                tf.constant(steps, tf.int32),
+                tf.constant(step_size, tf.float32),
+                tf.constant(seed, tf.int32),
+                channel_weights,
+                guide,
+                guide_weight,
+            )
+        except tf.errors.ResourceExhaustedError:
+            where = "GPU " if detect_device().kind == "gpu" else ""
+            raise AcceleratorMemoryError(
+                f"out of {where}memory dreaming at {w}x{h}: "
+                "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
+            ) from None
+        return out.numpy(), float(loss)
+
+    def objective(
+        self, image: np.ndarray, *, channels: Channels = (), guided: bool = False
+    ) -> float:
+        """The objective of (H, W, 3) float32 BGR in [0, 255], without stepping.
+
+        With ``guided``: the mean best dot product with the guide's vectors (how much the
+        image looks like the guide to the network).
+        """
+        h, w = image.shape[:2]
+        weights, guide, guide_weight = self._inputs(h, w, channels, guided)
+        return float(
+            self._objective(tf.convert_to_tensor(image, tf.float32), weights, guide, guide_weight)
+        )
+
+
+def load_guide(path: Path) -> np.ndarray:
+    """The guide image at ``path``, (H, W, 3) uint8 BGR; raises ``SourceError`` (one line)."""
+    from livedream.sources.files import ImageSource
+
+    try:
+        source = ImageSource(path, repeat=False)
+    except SourceError as exc:
+        raise SourceError(f"--guide: {exc}") from None
+    source.close()  # the still stays readable: it was decoded on opening
+    return np.array(source.image)
+
+
+def build_step(config: DreamConfig, layers: Sequence[str] | None = None) -> DreamStep:
+    """Loads the model of ``config`` (at its resolved precision) and wraps it in a step."""
+    precision, compile_mode = choose_variant(config.precision, config.compile, detect_device())
+    model = load_model(
+        config.model,
+        config.layers if layers is None else layers,
+        weights=config.weights,
+        dtype=KERAS_POLICY[precision],
+    )
+    return DreamStep(
+        model,
+        layer_weights=config.layer_weights if layers is None else (),
+        compile_mode=compile_mode,
+        jitter=config.jitter,
+        guide=None if config.guide is None else load_guide(config.guide),
+    )
