@@ -36,7 +36,6 @@ from helpers import (
     hidden_files,
     one_line,
     run_livedream,
-    write_textured_video,
 )
 from helpers import (
     write_video as write_clip,
@@ -439,8 +438,17 @@ class Render(LivedreamProcess):
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # 300 frames: the render takes far longer than any test lets it run.
-    return write_textured_video(tmp_path_factory.mktemp("long") / "long.avi", frames=300)
+    """300 frames of fresh noise each: the render takes far longer than any test lets it run,
+    and H.264 cannot predict one frame from the last, so the temporary file grows by every
+    frame written (the moments below watch its size)."""
+    path = tmp_path_factory.mktemp("long") / "long.avi"
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (320, 240))
+    assert writer.isOpened()
+    for _ in range(300):
+        writer.write(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    writer.release()
+    return path
 
 
 @pytest.fixture
