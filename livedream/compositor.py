@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from livedream.media import Frame
-from livedream.temporal import FlowEstimator, grid, to_gray, warp
+from livedream.temporal import FlowEstimator, grid, magnitude, to_gray, warp
 
 # Pixels of motion (at the dream size) times seconds of keyframe age that fade the residual
 # to 1/e: a keyframe 0.3 s old keeps ~70% where things moved 10 px since, all of it where
@@ -148,7 +148,7 @@ class Compositor:
             self.reset(captured)
             return None
         age = max(0.0, captured - keyframe.captured)
-        motion = np.sqrt((back**2).sum(axis=2))  # (h, w) px between this frame and the keyframe
+        motion = magnitude(back)  # (h, w) px between this frame and the keyframe
         weight = trust * np.exp(-(age / self.fade_px_s) * motion)
         warped: np.ndarray = warp(keyframe.residual, back, self._coords)
         warped *= weight[..., None]
