@@ -9,7 +9,8 @@ watches the image only). Pooling, ReLU, roll and the normalisation are not count
 The peak is the best rate one of the model's own conv layers reaches when its forward pass
 (the Keras layer itself: convolution, bias, ReLU, at the model's precision) is timed alone on
 an input of its real shape; the layers are timed round-robin, so a change of load hits all.
-``step_peak_ratio`` = the step's FLOP rate at ``auto_step_ms`` / that peak.
+``step_peak_ratio`` = the step's FLOP rate / that peak, both the best of the same rounds (one
+step call, then one call of each layer, a round).
 
 Not run on its own: see ``fps.py``.
 """
@@ -20,9 +21,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from settings import Settings
 
 if TYPE_CHECKING:
+    from livedream.dream import DreamStep
     from livedream.models import FeatureModel
 
 
@@ -31,7 +35,8 @@ class PeakFigures:
     """The step's FLOP rate against the fastest of its own conv layers, timed alone."""
 
     step_gflop: float  # per step: forward and input-gradient convolutions
-    step_gflops: float  # step_gflop / auto_step_ms
+    peak_step_ms: float  # best ms per step, timed in the same rounds as the conv layers
+    step_gflops: float  # step_gflop / peak_step_ms
     conv_peak_gflops: float  # the fastest conv layer's forward, timed alone
     conv_peak_layer: str
     conv_gflops: dict[str, float]  # each conv layer's best forward rate
@@ -92,14 +97,22 @@ def _layer_fn(layer: Any, shape: tuple[int, int, int, int]) -> Any:
 
 
 def time_convs(
-    model: FeatureModel, convs: list[ConvShape], rounds: int, burn_in: int = 2
-) -> dict[str, float]:
-    """Best GFLOP/s of each conv layer's forward pass alone, over ``rounds`` interleaved calls.
+    step: DreamStep, convs: list[ConvShape], settings: Settings, rounds: int, burn_in: int = 2
+) -> tuple[float, dict[str, float]]:
+    """Best ms per dream step and best GFLOP/s of each conv layer's forward pass alone.
 
-    On a CPU a call returns once its kernels ran; reading one element back makes sure.
+    Each round times one call of the step and then one of each layer, so a change of load
+    (other jobs on a shared machine) hits both sides of the ratio alike. On a CPU a call
+    returns once its kernels ran; reading one element back makes sure.
     """
     import tensorflow as tf
 
+    from step_cost import time_step
+
+    model = step.model
+    w, h = settings.dream_size
+    image = np.random.default_rng(0).uniform(0.0, 255.0, (h, w, 3)).astype(np.float32)
+    time_step(step, burn_in, 0, settings, image)
     timed = []
     for conv in convs:
         layer = model.keras_model.get_layer(conv.name)
@@ -108,27 +121,30 @@ def time_convs(
         for _ in range(burn_in):
             fn(x)[0, 0, 0, 0].numpy()
         timed.append((conv, fn, x))
+    step_ms = float("inf")
     best: dict[str, float] = {conv.name: float("inf") for conv in convs}
-    for _ in range(rounds):
+    for i in range(rounds):
+        step_ms = min(step_ms, *time_step(step, 0, 1, settings, image, seed=i))
         for conv, fn, x in timed:
             started = time.perf_counter()
             fn(x)[0, 0, 0, 0].numpy()
             best[conv.name] = min(best[conv.name], time.perf_counter() - started)
-    return {conv.name: 2.0 * conv.macs / best[conv.name] / 1e9 for conv in convs}
+    return step_ms, {conv.name: 2.0 * conv.macs / best[conv.name] / 1e9 for conv in convs}
 
 
-def measure_peak(settings: Settings, auto_step_ms: float) -> PeakFigures:
-    """Builds the model at the auto precision and sets ``auto_step_ms`` against its convs."""
+def measure_peak(settings: Settings) -> PeakFigures:
+    """Builds the step at the auto precision and times it against its own conv layers."""
     from livedream.dream import build_step
 
-    model = build_step(settings.dream_config()).model
-    convs = conv_shapes(model, settings.dream_size)
+    step = build_step(settings.dream_config())
+    convs = conv_shapes(step.model, settings.dream_size)
     flop = step_flop(convs)
-    rates = time_convs(model, convs, rounds=10 if settings.quick else 30)
+    step_ms, rates = time_convs(step, convs, settings, rounds=6 if settings.quick else 15)
     peak_layer = max(rates, key=lambda name: rates[name])
-    step_gflops = flop / (auto_step_ms / 1000.0) / 1e9
+    step_gflops = flop / (step_ms / 1000.0) / 1e9
     return PeakFigures(
         step_gflop=flop / 1e9,
+        peak_step_ms=step_ms,
         step_gflops=step_gflops,
         conv_peak_gflops=rates[peak_layer],
         conv_peak_layer=peak_layer,

@@ -229,7 +229,7 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
     variants = [variant for variant, _, _ in plan]
     step_cost, auto_result = step_figures(variants, auto_name, near_pipeline_ms)
     section("peak", "peak: each conv layer's forward timed alone")
-    peak = measure_peak(settings, step_cost.auto_step_ms)
+    peak = measure_peak(settings)
 
     dream_only_fps = 1000.0 / (settings.steps * step_cost.auto_step_ms)
     result = BenchResult(
