@@ -26,20 +26,26 @@ class FlowEstimator:
         return self._dis.calc(src, dst, None)  # type: ignore[no-any-return]
 
     def back_and_trust(
-        self, current: np.ndarray, previous: np.ndarray, coords: np.ndarray
+        self,
+        current: np.ndarray,
+        previous: np.ndarray,
+        coords: np.ndarray,
+        *,
+        tolerance: float = 1.0,
     ) -> tuple[Flow, np.ndarray]:
         """The flow from ``current`` back to ``previous`` and how far to trust it per pixel.
 
         Args:
             current, previous: (H, W) uint8 grey frames.
             coords: ``grid(H, W)``.
+            tolerance: round-trip error in pixels still trusted fully (``consistency``).
 
         Returns:
             (flow to warp the previous frame onto the current one, ``consistency`` mask).
         """
         back = self.flow(current, previous)
         fwd = self.flow(previous, current)
-        return back, consistency(back, fwd, coords)
+        return back, consistency(back, fwd, coords, tolerance=tolerance)
 
 
 def grid(height: int, width: int) -> np.ndarray:
