@@ -7,6 +7,7 @@ The clip at its own size, paced at ``LIVE_PACE_FPS`` by a source that behaves as
 carries a dream on. The dreamer is burnt in (its step traced) before the pipeline starts it,
 as every other section's is.
 
+Right after it, K steps alone are timed under the same load (``dream_efficiency_live``).
 Then the same input frames, in the same order, are dreamed again in the main thread: each one
 fresh (blend 0, no carry) and every one with the carry (the file mode), with the pipeline's own
 step. ``temporal.flicker`` of the live outputs over that of each gives ``flicker_ratio_live``
@@ -30,13 +31,14 @@ from livedream.sources import Source
 from machine import read_frames
 from pipeline_run import LatencyFigures
 from settings import LIVE_PACE_FPS, Settings
+from step_cost import time_step
 
 if TYPE_CHECKING:
     from livedream.dream import Dreamer, DreamStep
 
 LIVE_SECONDS = 20.0  # measured seconds of live output: ~600 frames, each dreamed twice after
-LIVE_SECONDS_QUICK = 8.0
-QUICK_COMPARE = 100  # --quick: frames dreamed again fresh and with the carry
+LIVE_SECONDS_QUICK = 6.0
+QUICK_COMPARE = 60  # --quick: frames dreamed again fresh and with the carry (<= 100)
 FLICKER_WIDTH = 320  # temporal.flicker's default comparison width: outputs are kept at it
 MODEL_WAIT = 180.0  # seconds the first keyframe may take (model build and trace)
 
@@ -49,6 +51,9 @@ class LiveFigures:
     capture_fps: float  # what it achieved
     output_fps: float  # output frames per second
     dream_fps: float  # keyframes published per second
+    # K steps alone, timed right after the live run (same load): what dream_fps could reach.
+    dream_only_fps_near_live: float
+    dream_efficiency_live: float  # dream_fps / dream_only_fps_near_live
     compositor_ms_p50: float  # composite() of each dreamed output frame
     compositor_ms_p95: float
     dream_age_ms_p50: float  # the keyframe's capture to its use, per dreamed output frame
@@ -223,6 +228,10 @@ def measure_live(settings: Settings) -> tuple[LiveFigures, LatencyFigures, Dream
     source = CameraClip(clip, LIVE_PACE_FPS)
     seconds = LIVE_SECONDS_QUICK if settings.quick else LIVE_SECONDS
     run, step = _live_run(source, settings, seconds)
+    w, h = settings.dream_size
+    image = cv2.resize(clip[0], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    near_ms = min(time_step(step, 0, 3 if settings.quick else 5, settings, image))
+    near_fps = 1000.0 / (settings.steps * near_ms)
 
     span = run.out_times[-1] - run.out_times[0]
     compared = QUICK_COMPARE if settings.quick else len(run.indices)
@@ -242,6 +251,8 @@ def measure_live(settings: Settings) -> tuple[LiveFigures, LatencyFigures, Dream
         capture_fps=run.captured / span,
         output_fps=output_fps,
         dream_fps=run.keyframes / span,
+        dream_only_fps_near_live=near_fps,
+        dream_efficiency_live=run.keyframes / span / near_fps,
         compositor_ms_p50=_ms(run.compositor, 0.5),
         compositor_ms_p95=_ms(run.compositor, 0.95),
         dream_age_ms_p50=_ms(run.ages, 0.5),

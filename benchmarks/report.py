@@ -38,6 +38,7 @@ SUMMARY_ROWS = (
     "undreamed_after_first_keyframe",
     "undreamed_outside_cuts",
     "dream_fps",
+    "dream_efficiency_live",
     "latency_ms_p50",
     "latency_ms_p95",
     "compositor_ms_p50",
@@ -228,8 +229,9 @@ def live_table(r: BenchResult) -> Table:
             f"{live.cuts} / {live.undreamed_after_cuts}, {live.undreamed_outside_cuts}",
         ),
         (
-            "fps: capture / output / dream",
-            f"{live.capture_fps:.1f} / {live.output_fps:.1f} / {live.dream_fps:.2f}",
+            "fps: capture / output / dream / K steps alone just after",
+            f"{live.capture_fps:.1f} / {live.output_fps:.1f} / {live.dream_fps:.2f} / "
+            f"{live.dream_only_fps_near_live:.2f}",
         ),
         ("ms p50 / p95: latency", f"{latency.latency_ms_p50:.1f} / {latency.latency_ms_p95:.1f}"),
         (
