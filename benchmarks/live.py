@@ -73,6 +73,8 @@ class LiveFigures:
     flicker_carry: float
     strength_live: float  # mean |out - in| of the live outputs
     strength_baseline: float  # of the fresh dreams
+    # Over the dreamed output frames alone: the dream's strength where a cut left none out.
+    strength_live_dreamed: float
     strength_carry: float
     flicker_live_frames: int  # frames in the comparison
 
@@ -121,6 +123,7 @@ class _Run:
     """What the consumer saw of the live run, from the first dreamed output on."""
 
     indices: list[int]  # each output frame's capture index
+    dreamed: list[bool]  # whether it carried a dream
     outputs: list[np.ndarray]  # each output frame at FLICKER_WIDTH wide
     out_times: list[float]
     latencies: list[float]  # seconds, capture to sink
@@ -159,7 +162,7 @@ def _live_run(source: CameraClip, settings: Settings, seconds: float) -> tuple[_
         return dreamer
 
     stats = Stats()
-    run = _Run([], [], [], [], [], [], 0, 0, 0, 0, [], 0, 0, 0)
+    run = _Run([], [], [], [], [], [], [], 0, 0, 0, 0, [], 0, 0, 0)
     start: tuple[int, int, int, int] | None = None  # dreamed, captured, skipped, dropped
     cuts_seen = 0  # the compositor's cut count at the last dreamed frame
     end_at = time.perf_counter() + MODEL_WAIT
@@ -180,6 +183,7 @@ def _live_run(source: CameraClip, settings: Settings, seconds: float) -> tuple[_
                 start = (stats.dreamed, stats.captured, stats.skipped, stats.dropped)
                 first_cuts = cuts_seen = pipeline.compositor.cuts
             run.indices.append(item.index)
+            run.dreamed.append(item.dreamed)
             run.outputs.append(_small(item.image))
             run.out_times.append(done)
             run.latencies.append(done - item.captured)
@@ -245,6 +249,11 @@ def measure_live(settings: Settings) -> tuple[LiveFigures, LatencyFigures, Dream
     fresh_f = flicker(small_inputs, fresh, width=FLICKER_WIDTH)
     carry_f = flicker(small_inputs, carry, width=FLICKER_WIDTH)
 
+    dreamed_strengths = [
+        float(np.abs(out.astype(np.float32) - frame.astype(np.float32)).mean())
+        for out, frame, dreamed in zip(outputs, small_inputs, run.dreamed, strict=False)
+        if dreamed
+    ]
     output_fps = (len(run.out_times) - 1) / span
     figures = LiveFigures(
         source_fps=LIVE_PACE_FPS,
@@ -271,6 +280,7 @@ def measure_live(settings: Settings) -> tuple[LiveFigures, LatencyFigures, Dream
         flicker_carry=carry_f["flicker"],
         strength_live=live_f["strength"],
         strength_baseline=fresh_f["strength"],
+        strength_live_dreamed=float(np.mean(dreamed_strengths or [float("nan")])),
         strength_carry=carry_f["strength"],
         flicker_live_frames=len(inputs),
     )

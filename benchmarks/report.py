@@ -49,6 +49,7 @@ SUMMARY_ROWS = (
     "flicker_live_vs_carry",
     "strength_live",
     "strength_baseline",
+    "strength_live_dreamed",
     "step_peak_ratio",
     "flicker_ratio",
     "strength_default",
@@ -246,8 +247,9 @@ def live_table(r: BenchResult) -> Table:
             f"/ {live.flicker_carry:.3f} ({live.flicker_live_frames} frames)",
         ),
         (
-            "strength: live / fresh / carry",
-            f"{live.strength_live:.2f} / {live.strength_baseline:.2f} / {live.strength_carry:.2f}",
+            "strength: live (dreamed frames) / fresh / carry",
+            f"{live.strength_live:.2f} ({live.strength_live_dreamed:.2f}) / "
+            f"{live.strength_baseline:.2f} / {live.strength_carry:.2f}",
         ),
         (
             "GFLOP/s: step / best conv alone",
