@@ -13,9 +13,12 @@ One process measures, after a burn-in each time (traces, compiles, caches):
    no XLA, no temporal carry) with our model and layers, frame by frame over the clip;
 3. pipeline: end-to-end output fps of ``Pipeline(..., live=False)`` over the clip into a null
    sink at the live defaults, and the per-frame dream time;
-4. latency: capture-to-sink p50 and p95 in live mode from the clip paced at 30 fps;
+4. live (issue 9): the clip as a 30 fps camera through ``Pipeline(..., live=True)``: output,
+   dream and capture fps, compositor time, dream age, capture-to-sink latency (p50, p95) of
+   every output frame, and its flicker against the same frames dreamed fresh and with the carry;
 5. flicker: ``temporal.flicker`` of the default dreamer against one with no carry (blend 0);
-6. memory: the process's peak resident memory.
+6. memory: the process's peak resident memory;
+7. peak: the step's FLOP rate over the fastest of its own conv layers timed alone.
 
 ``frame_ms`` is livedream's mean per-frame dream time in the pipeline (downscale, flow carry, K
 steps, upscale, composite); ``baseline_frame_ms`` the tutorial loop's mean time per frame, read to
@@ -32,7 +35,8 @@ Exit codes: 0 done, 1 error, 2 bad usage.
 This file reads the flags and runs the sections in order; the rest sits beside it, imported by
 module name (this folder is on ``sys.path`` when the script runs): ``settings.py`` (the run's
 settings), ``machine.py`` (machine info, CPU seconds, memory, section clock, clip frames),
-``step_cost.py`` (1), ``baseline.py`` (2), ``pipeline_run.py`` (3 to 5), ``result.py`` (the
+``step_cost.py`` (1), ``baseline.py`` (2), ``pipeline_run.py`` (3, 5), ``live.py`` (4),
+``conv_peak.py`` (7), ``result.py`` (the
 typed result, whose field names are the JSON keys) and ``report.py`` (targets, tables, JSON).
 """
 
@@ -51,7 +55,9 @@ import numpy as np
 from rich.console import Console
 
 from baseline import run_baseline
+from conv_peak import measure_peak
 from faces import measure_faces
+from live import LIVE_SECONDS, LIVE_SECONDS_QUICK, measure_live
 from livedream.args import (
     HelpFormatter,
     OneLineParser,
@@ -63,7 +69,7 @@ from livedream.errors import LivedreamError
 from livedream.models import MODELS, check_layers, get_spec
 from livedream.runtime import import_tensorflow, quiet_libraries
 from machine import SectionClock, load_avg, machine_info, peak_rss_mb, read_frames
-from pipeline_run import measure_breakdown, measure_flicker, measure_latency, measure_pipeline
+from pipeline_run import measure_breakdown, measure_flicker, measure_pipeline
 from report import noise_warnings, print_report, targets, targets_note, write_json
 from result import BenchResult
 from settings import BUNDLED_CLIP, BURN_IN_FRAMES, LIVE_PACE_FPS, SHARED_CLIP, Settings
@@ -203,10 +209,11 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
     gc.collect()
     section("baseline", f"baseline: the tutorial's DeepDream, {settings.frames} frames, float32")
     baseline = run_baseline(settings)
-    section(
-        "latency", f"latency: {settings.frames} frames out, live, paced at {LIVE_PACE_FPS:g} fps"
-    )
-    latency = measure_latency(settings)
+    seconds = LIVE_SECONDS_QUICK if settings.quick else LIVE_SECONDS
+    section("live", f"live: {seconds:g} s as a {LIVE_PACE_FPS:g} fps camera")
+    live, latency, step = measure_live(settings)
+    del step
+    gc.collect()
     section("flicker", f"flicker: {settings.frames} frames, default dreamer vs blend 0")
     frames, decode_ms = read_frames(settings.clip, settings.frames)
     flicker, step = measure_flicker(settings, frames)
@@ -224,6 +231,8 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
     time_variants(plan, settings, image, section)
     variants = [variant for variant, _, _ in plan]
     step_cost, auto_result = step_figures(variants, auto_name, near_pipeline_ms)
+    section("peak", "peak: each conv layer's forward timed alone")
+    peak = measure_peak(settings)
 
     dream_only_fps = 1000.0 / (settings.steps * step_cost.auto_step_ms)
     result = BenchResult(
@@ -241,10 +250,13 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
         auto_step_ms_near_pipeline=near_pipeline_ms,
         baseline=baseline,
         latency=latency,
+        live=live,
         flicker=flicker,
         breakdown_ms=breakdown_ms,
         step_cost=step_cost,
         dream_only_fps=dream_only_fps,
+        peak=peak,
+        output_vs_baseline=live.output_fps / baseline.baseline_fps,
         pipeline_efficiency=pipeline.pipeline_fps / dream_only_fps,
         speedup_vs_baseline=baseline.baseline_frame_ms / pipeline.frame_ms,
         peak_rss_mb=peak_rss_mb(),

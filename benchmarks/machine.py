@@ -18,7 +18,7 @@ import cv2
 from rich.console import Console
 
 from livedream.media import Frame
-from livedream.sources import Source, VideoFileSource
+from livedream.sources import VideoFileSource
 
 if TYPE_CHECKING:
     from livedream.dream import Device
@@ -131,26 +131,3 @@ def read_frames(clip: Path, count: int) -> tuple[list[Frame], float]:
             frames.append(frame)
         elapsed = time.perf_counter() - started
     return frames, 1000.0 * elapsed / max(1, len(frames))
-
-
-class LoopingClip(Source):
-    """A video file played again and again as a live source, for latency runs of any length."""
-
-    is_live = True
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} (looped)")
-        self._path = path
-        self._clip = VideoFileSource(path)
-        self.width, self.height, self.fps = self._clip.width, self._clip.height, self._clip.fps
-
-    def _read(self) -> Frame | None:
-        frame = self._clip.read()
-        if frame is None:
-            self._clip.close()
-            self._clip = VideoFileSource(self._path)
-            frame = self._clip.read()
-        return frame
-
-    def _release(self) -> None:
-        self._clip.close()

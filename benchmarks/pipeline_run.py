@@ -1,4 +1,4 @@
-"""Sections 3 to 5 of ``fps.py``: the pipeline end to end, live latency, flicker, breakdown.
+"""Sections 3 and 5 of ``fps.py``: the pipeline end to end (a file render), flicker, breakdown.
 
 Not run on its own: see ``fps.py``.
 """
@@ -16,8 +16,7 @@ from livedream.config import DreamConfig
 from livedream.errors import UsageError
 from livedream.media import Frame
 from livedream.sources import Source, VideoFileSource
-from machine import LoopingClip
-from settings import BURN_IN_FRAMES, LIVE_PACE_FPS, Settings
+from settings import BURN_IN_FRAMES, Settings
 
 if TYPE_CHECKING:
     from livedream.dream import Dreamer, DreamStep
@@ -40,7 +39,7 @@ class PipelineFigures:
 
 @dataclass
 class LatencyFigures:
-    """Live mode from the clip paced like a webcam: capture-to-sink, after the burn-in."""
+    """The live run of ``live.py``: capture-to-sink of every output frame it measured."""
 
     latency_ms_p50: float
     latency_ms_p95: float
@@ -152,27 +151,6 @@ def measure_pipeline(settings: Settings) -> tuple[PipelineFigures, DreamStep]:
         pipeline_timed_out=run.timed_out,
     )
     return figures, run.dreamer.step
-
-
-def measure_latency(settings: Settings) -> LatencyFigures:
-    """Live mode from the clip paced like a 30 fps webcam: capture-to-sink latency."""
-    run = run_pipeline(
-        LoopingClip(settings.clip),
-        settings.dream_config(),
-        live=True,
-        pace_fps=LIVE_PACE_FPS,
-        outputs=BURN_IN_FRAMES + settings.frames,
-    )
-    times = run.output_times[BURN_IN_FRAMES - 1 :]
-    live_fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-    return LatencyFigures(
-        latency_ms_p50=run.stats.latency_ms(0.5),
-        latency_ms_p95=run.stats.latency_ms(0.95),
-        live_fps=live_fps,
-        live_frame_ms=1000.0 * float(np.mean(run.stats.dream_seconds or [0.0])),
-        live_dropped=run.stats.dropped,
-        live_frames=len(run.stats.latencies),
-    )
 
 
 def measure_flicker(

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from baseline import BaselineFigures
+from conv_peak import PeakFigures
 from faces import FaceFigures
+from live import LiveFigures
 from machine import MachineInfo, Section
 from pipeline_run import FlickerFigures, LatencyFigures, PipelineFigures
 from step_cost import StepFigures
@@ -49,11 +51,14 @@ class BenchResult:
     peak_rss_mb_live: float  # right after the pipeline: the live app's own peak
     auto_step_ms_near_pipeline: float  # the pipeline's step timed right after it
     baseline: BaselineFigures = field(metadata=FLAT)
-    latency: LatencyFigures = field(metadata=FLAT)
+    latency: LatencyFigures = field(metadata=FLAT)  # from the live run
+    live: LiveFigures = field(metadata=FLAT)
     flicker: FlickerFigures = field(metadata=FLAT)
     breakdown_ms: dict[str, float]  # ms per frame of each stage, timed one by one
     step_cost: StepFigures = field(metadata=FLAT)
     dream_only_fps: float  # 1000 / (K x auto_step_ms): what K compiled steps alone allow
+    peak: PeakFigures = field(metadata=FLAT)
+    output_vs_baseline: float  # the live run's output_fps / baseline_fps
     pipeline_efficiency: float  # pipeline_fps / dream_only_fps
     speedup_vs_baseline: float  # baseline_frame_ms / frame_ms
     peak_rss_mb: float  # the whole run's, every variant included

@@ -26,20 +26,26 @@ class FlowEstimator:
         return self._dis.calc(src, dst, None)  # type: ignore[no-any-return]
 
     def back_and_trust(
-        self, current: np.ndarray, previous: np.ndarray, coords: np.ndarray
+        self,
+        current: np.ndarray,
+        previous: np.ndarray,
+        coords: np.ndarray,
+        *,
+        tolerance: float = 1.0,
     ) -> tuple[Flow, np.ndarray]:
         """The flow from ``current`` back to ``previous`` and how far to trust it per pixel.
 
         Args:
             current, previous: (H, W) uint8 grey frames.
             coords: ``grid(H, W)``.
+            tolerance: round-trip error in pixels still trusted fully (``consistency``).
 
         Returns:
             (flow to warp the previous frame onto the current one, ``consistency`` mask).
         """
         back = self.flow(current, previous)
         fwd = self.flow(previous, current)
-        return back, consistency(back, fwd, coords)
+        return back, consistency(back, fwd, coords, tolerance=tolerance)
 
 
 def grid(height: int, width: int) -> np.ndarray:
@@ -64,6 +70,12 @@ def warp(image: np.ndarray, flow: Flow, coords: np.ndarray | None = None) -> np.
     return out
 
 
+def magnitude(flow: Flow) -> np.ndarray:
+    """Length (H, W) float32 of each flow vector; OpenCV's is ~10x numpy's sqrt of squares."""
+    out: np.ndarray = cv2.magnitude(flow[..., 0], flow[..., 1])
+    return out
+
+
 def consistency(
     flow_back: Flow, flow_fwd: Flow, coords: np.ndarray | None = None, *, tolerance: float = 1.0
 ) -> np.ndarray:
@@ -75,8 +87,8 @@ def consistency(
         tolerance: round-trip error in pixels (plus 5% of the motion) still trusted fully.
     """
     round_trip = flow_back + warp(flow_fwd, flow_back, coords)
-    error = np.sqrt((round_trip**2).sum(axis=2))
-    motion = np.sqrt((flow_back**2).sum(axis=2))
+    error = magnitude(round_trip)
+    motion = magnitude(flow_back)
     limit = tolerance + 0.05 * motion
     # Full trust below the limit, none past twice the limit, linear in between.
     mask: np.ndarray = np.clip(2.0 - error / limit, 0.0, 1.0).astype(np.float32)
