@@ -30,6 +30,15 @@ def view(scene: np.ndarray, dx: int = 0, dy: int = 0) -> np.ndarray:
     return np.ascontiguousarray(scene[PAD - dy : PAD - dy + H, PAD - dx : PAD - dx + W])
 
 
+def other_scene() -> np.ndarray:
+    """Another place altogether: a smooth gradient with a few shapes, (H, W, 3) uint8."""
+    scene = np.zeros((H, W, 3), np.uint8)
+    scene[:] = np.linspace(40, 220, W, dtype=np.uint8)[None, :, None]
+    cv2.circle(scene, (40, 40), 20, (250, 200, 30), -1)
+    cv2.rectangle(scene, (90, 60), (140, 110), (20, 40, 200), -1)
+    return scene
+
+
 def keyframe_with_square(frame: np.ndarray, captured: float = 0.0) -> Keyframe:
     """A keyframe of ``frame`` whose dream is a bright 16x16 square at (60, 50)."""
     residual = np.zeros((H, W, 3), np.float32)
@@ -110,7 +119,7 @@ def test_a_scene_cut_resets_until_a_newer_keyframe() -> None:
     compositor = Compositor()
     old_scene = view(texture(seed=1))
     compositor.publish(keyframe_with_square(old_scene, captured=1.0))
-    new_scene = 255 - view(texture(seed=2))  # another scene altogether
+    new_scene = other_scene()
     out, dreamed = compositor.composite(new_scene, 2.0, index=5)
     assert not dreamed and out is new_scene
     assert compositor.keyframe is None and compositor.cuts == 1
