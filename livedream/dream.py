@@ -66,7 +66,7 @@ class Dreamer:
         self.frame_index = 0
         # ms the last frame spent in each stage: read by the benchmark's breakdown.
         self.timings: dict[str, float] = {}
-        self._carry = FlowCarry()
+        self.carry = FlowCarry()  # the previous dream, carried onto the next frame
         self._steps_by_layers: dict[tuple[str, ...], DreamStep] = {
             self.step.model.layers: self.step
         }
@@ -85,7 +85,7 @@ class Dreamer:
 
     def reset(self) -> None:
         """Drops the carried dream (scene cut, source switch)."""
-        self._carry.reset()
+        self.carry.reset()
 
     def apply(self, controls: Controls) -> None:
         """Brings the dream in line with the live ``controls`` before a frame."""
@@ -122,11 +122,11 @@ class Dreamer:
         small8 = frame if (w, h) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         gray = to_gray(small8)
         if not self.enabled:
-            self._carry.reset()
+            self.carry.reset()
             return Keyframe(gray, np.zeros((*gray.shape, 3), np.float32), captured, index)
         small = small8.astype(np.float32)  # (h, w, 3) float32 BGR in [0, 255]
         t1 = time.perf_counter()
-        carried = self._carry.carry(gray, blend=self.blend, flow=self.flow)
+        carried = self.carry.carry(gray, blend=self.blend, flow=self.flow)
         start = small if carried is None else np.clip(small + carried, 0.0, 255.0)
         t2 = time.perf_counter()
         dreamed, _ = self.step(
@@ -139,7 +139,7 @@ class Dreamer:
         )
         t3 = time.perf_counter()
         residual = dreamed - small  # (h, w, 3) float32: what the dream added
-        self._carry.update(gray, residual)
+        self.carry.update(gray, residual)
         self.timings = {
             "downscale": 1000.0 * (t1 - t0),
             "flow_carry": 1000.0 * (t2 - t1),

@@ -102,7 +102,8 @@ class FlowCarry:
     flow is unreliable; ``update(gray, residual)`` stores this frame's residual.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tolerance: float = 1.0) -> None:
+        self.tolerance = tolerance  # round-trip error (px) of the flow still trusted fully
         self._estimator = FlowEstimator()
         self._prev_gray: np.ndarray | None = None
         self._prev_residual: np.ndarray | None = None
@@ -129,7 +130,9 @@ class FlowCarry:
         h, w = gray.shape
         if self._coords is None or self._coords.shape[:2] != (h, w):
             self._coords = grid(h, w)
-        back, mask = self._estimator.back_and_trust(gray, prev, self._coords)
+        back, mask = self._estimator.back_and_trust(
+            gray, prev, self._coords, tolerance=self.tolerance
+        )
         warped = warp(residual, back, self._coords)
         carried: np.ndarray = warped * (mask * np.float32(blend))[..., None]
         return carried
