@@ -41,6 +41,7 @@ from livedream.controls import Controls
 from livedream.dream import Dreamer
 from livedream.errors import AcceleratorMemoryError
 from livedream.faces import FaceTracker
+from livedream.queues import POLL, Queue, put_newest, put_waiting
 from livedream.sources import Source
 from livedream.stats import RateMeter, Stats, TimedFrame
 
@@ -49,51 +50,12 @@ __all__ = ["Pipeline", "RateMeter", "Stats", "TimedFrame"]
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 1.0  # seconds all threads together get to stop: shutdown stays under 2 s
-POLL = 0.05  # seconds a blocked thread waits before looking at its stop event again
 IDLE_POLL = 0.02  # seconds the consumer waits for a frame before calling on_idle
 # Round-trip error (px) of the flow between two keyframes still trusted fully (one frame to the
 # next: 1 px). On bikes.mp4, keyframes 6 frames apart and 4 late, 3 px kept 7% more of the dream
 # (1.59 vs 1.48) at the same flicker (0.271 vs 0.272).
 LIVE_CARRY_TOLERANCE = 3.0
 LIVE_QUEUE = 8  # frames waiting for the caller in a live run: ~0.25 s at 30 fps, then drops
-
-Queue = queue.Queue[TimedFrame | None]
-
-
-def _put(q: Queue, item: TimedFrame | None, *, stop: threading.Event) -> bool:
-    """Puts ``item``, waiting for room; returns False when the pipeline stopped first."""
-    try:  # a frame finished as the pipeline stops still goes in when there is room
-        q.put_nowait(item)
-        return True
-    except queue.Full:
-        pass
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=POLL)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _put_newest(q: Queue, item: TimedFrame | None, count: Callable[[], None]) -> None:
-    """Puts ``item``, pushing out what waits (``count()`` for each) instead of waiting.
-
-    The end marker (``None``) is never pushed out: it is always the last thing put.
-    """
-    while True:
-        try:
-            q.put_nowait(item)
-            return
-        except queue.Full:
-            try:
-                old = q.get_nowait()
-            except queue.Empty:
-                continue
-            if old is None:  # never drop the end marker
-                q.put_nowait(old)
-                return
-            count()
 
 
 class Pipeline:
@@ -306,17 +268,17 @@ class Pipeline:
                 stats.capture_fps.tick(now)
                 frame = TimedFrame(index, image, now, self.source.position)
                 if not self.live:
-                    if not _put(self._to_dream, frame, stop=stop):
+                    if not put_waiting(self._to_dream, frame, stop=stop):
                         return
                 else:
                     # The dream gets its own record: the caller replaces ``image`` of this one.
-                    _put_newest(self._to_dream, replace(frame), stats.count_skip)
+                    put_newest(self._to_dream, replace(frame), stats.count_skip)
                     if index == 0 and self.wait_for_dream and not self._first_keyframe():
                         return
                     if index == 0 and self.wait_for_dream:
                         next_time = time.perf_counter()  # the playback starts now
                         frame.captured = next_time
-                    _put_newest(self._out, frame, stats.count_drop)
+                    put_newest(self._out, frame, stats.count_drop)
                 index += 1
         except BaseException as exc:  # handed to the caller, never lost
             # The input is gone, not the dream: end the stream so every frame already
@@ -324,10 +286,10 @@ class Pipeline:
             self._fail(exc, stop=False)
         finally:
             if self.live:
-                _put_newest(self._to_dream, None, stats.count_skip)
-                _put_newest(self._out, None, stats.count_drop)
+                put_newest(self._to_dream, None, stats.count_skip)
+                put_newest(self._out, None, stats.count_drop)
             else:
-                _put(self._to_dream, None, stop=stop)
+                put_waiting(self._to_dream, None, stop=stop)
 
     def _first_keyframe(self) -> bool:
         """Waits until the first keyframe is published; False when the pipeline stopped."""
@@ -344,7 +306,7 @@ class Pipeline:
                 self.dreamer.carry.tolerance = LIVE_CARRY_TOLERANCE
         except BaseException as exc:  # handed to the caller, never lost
             self._fail(exc)
-            _put(self._out, None, stop=stop)
+            put_waiting(self._out, None, stop=stop)
             return
         finally:
             self.ready.set()
@@ -360,13 +322,13 @@ class Pipeline:
                     break
                 if self.live:
                     self._refresh(item)
-                elif not _put(self._out, self._render(item), stop=stop):
+                elif not put_waiting(self._out, self._render(item), stop=stop):
                     return
         except BaseException as exc:  # handed to the caller, never lost
             self._fail(exc)
         finally:
             if not self.live:
-                _put(self._out, None, stop=stop)
+                put_waiting(self._out, None, stop=stop)
 
     def _kept_on_faces(self) -> float:
         """The share of the dream kept on faces now (1: no protection)."""
