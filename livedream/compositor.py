@@ -157,12 +157,14 @@ class Compositor:
         keyframe = self._keyframe
         self.last_faces, self.last_face_ms = 0, 0.0
         if keyframe is None:
+            self.last_ms = 0.0
             return frame, False
         protected = self._protected(keyframe, captured, face_strength)
         residual: np.ndarray | None = protected
         if index != keyframe.index:
             residual = self._follow(frame, captured, keyframe, protected)
         if residual is None:
+            self.last_ms = 1000.0 * (time.perf_counter() - started)
             return frame, False
         out = add_residual(frame, residual)
         self.last_age = max(0.0, captured - keyframe.captured)

@@ -254,6 +254,11 @@ class VideoEncoder:
         """True once ``close()`` was called."""
         return self._closed
 
+    @property
+    def failed(self) -> bool:
+        """True once a ``write()`` failed: the file is incomplete and must not be used."""
+        return self._failure is not None
+
     def write(self, frame: Frame, pts: float | None = None) -> None:
         """Append one frame; any thread.
 

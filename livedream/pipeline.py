@@ -241,7 +241,7 @@ class Pipeline:
     def _capture_loop(self) -> None:
         stats, stop = self.stats, self.done
         period = 1.0 / self.pace_fps if self.pace_fps else 0.0
-        next_time = time.perf_counter()
+        next_time = 0.0  # when the next frame is due (paced sources), set by the first
         index = 0
         waits = self.wait_for_dream or not self.live
         try:
@@ -257,13 +257,16 @@ class Pipeline:
                     delay = next_time - time.perf_counter()
                     if delay > 0 and stop.wait(delay):
                         break
-                    next_time = max(next_time + period, time.perf_counter() - period)
+                    # Behind by more than a frame (a slow read): catch up, never burst.
+                    next_time = max(next_time + period, time.perf_counter())
                 image = self.source.read()
                 if image is None:
                     break
                 if self.controls is not None and self.controls.mirror:
                     image = np.ascontiguousarray(image[:, ::-1])
                 now = time.perf_counter()
+                if index == 0:
+                    next_time = now + period
                 stats.captured += 1
                 stats.capture_fps.tick(now)
                 frame = TimedFrame(index, image, now, self.source.position)
@@ -276,8 +279,8 @@ class Pipeline:
                     if index == 0 and self.wait_for_dream and not self._first_keyframe():
                         return
                     if index == 0 and self.wait_for_dream:
-                        next_time = time.perf_counter()  # the playback starts now
-                        frame.captured = next_time
+                        frame.captured = time.perf_counter()  # the playback starts now
+                        next_time = frame.captured + period
                     put_newest(self._out, frame, stats.count_drop)
                 index += 1
         except BaseException as exc:  # handed to the caller, never lost
@@ -358,9 +361,11 @@ class Pipeline:
         controls = self.controls
         if controls is None:
             return
-        if controls.reset:  # `r`: the keyframe goes with the carried dream
-            self.compositor.reset(clock)
+        reset, controls.reset = controls.reset, False  # taken once: a key press meanwhile waits
         dreamer.apply(controls)
+        if reset:  # `r`: the keyframe goes with the carried dream
+            self.compositor.reset(clock)
+            dreamer.reset()
 
     def _dream(self, item: TimedFrame, clock: float) -> None:
         """Dreams ``item`` into a new keyframe and publishes it. Dream thread."""

@@ -8,6 +8,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -324,3 +325,36 @@ def test_has_display_says_whether_an_x_server_answers(
     assert not has_display()
     monkeypatch.setenv("DISPLAY", xvfb_display)
     assert has_display()
+
+
+def test_a_failed_write_never_replaces_an_existing_file(
+    tmp_path: Path, numbered_frame: NumberedFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from livedream.errors import OutputWriteError
+
+    target = tmp_path / "keep.mp4"
+    target.write_bytes(b"an earlier render")
+    sink = VideoFileSink(target, width=64, height=48, fps=10.0, overwrite=True)
+
+    class FillingDisk:
+        """The real output container, until the disk fills up after a few packets."""
+
+        def __init__(self, container: Any) -> None:
+            self.container, self.muxed = container, 0
+
+        def mux(self, packets: object) -> None:
+            self.muxed += 1
+            if self.muxed > 3:
+                raise OSError(28, "No space left on device")
+            self.container.mux(packets)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.container, name)
+
+    monkeypatch.setattr(sink._encoder, "_out", FillingDisk(sink._encoder._out))
+    with pytest.raises(OutputWriteError, match="No space left"):
+        for i in range(30):
+            sink.write(numbered_frame(i, 64, 48))
+    sink.close()
+    assert target.read_bytes() == b"an earlier render"  # not replaced by a broken file
+    assert sink.temp_path.exists()  # the frames so far are kept where the message says

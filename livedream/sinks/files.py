@@ -228,6 +228,13 @@ class VideoFileSink(Sink):
                 if self._frames == 0:
                     self._temp.unlink(missing_ok=True)
                     logger.info("%s: no frame written, no file created", self._path)
+            if self._encoder.failed:
+                # Writing failed (reported already): an incomplete file never takes the name
+                # asked for, which may hold an earlier file (--overwrite).
+                logger.warning(
+                    "%s was not replaced; the frames so far are in %s", self._path, self._temp
+                )
+                return
             if self._frames:
                 _publish(self._temp, self._path)
                 logger.info("wrote %s: %d frames", self._path, self._frames)
