@@ -41,6 +41,7 @@ from livedream.controls import Controls
 from livedream.dream import Dreamer
 from livedream.errors import AcceleratorMemoryError
 from livedream.faces import FaceTracker
+from livedream.media import DEFAULT_FPS
 from livedream.queues import POLL, Queue, put_newest, put_waiting
 from livedream.sources import Source
 from livedream.stats import RateMeter, Stats, TimedFrame
@@ -404,7 +405,7 @@ class Pipeline:
         """File render: every Nth frame dreamed, each frame composited; in order."""
         assert self.dreamer is not None
         # The input's own clock: a keyframe's age is how far apart the frames are in the video.
-        fps = self.source.fps or 30.0
+        fps = self.source.fps or DEFAULT_FPS
         clock = item.pts if item.pts is not None else item.index / fps
         self._apply_controls(self.dreamer, clock)
         if not self.dreamer.enabled:

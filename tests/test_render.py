@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from avclips import make_clip, picture, probe, source_frames
 from conftest import FAST, LivedreamProcess
+from helpers import difference
 
 from livedream.cli import main
 
@@ -20,7 +21,7 @@ def frame_difference(out: Path, src: Path) -> list[float]:
     outs = [frame for frame, _ in source_frames(out)]
     ins = [frame for frame, _ in source_frames(src)]
     assert len(outs) == len(ins)
-    return [float(np.abs(a.astype(int) - b).mean()) for a, b in zip(outs, ins, strict=True)]
+    return [difference(a, b) for a, b in zip(outs, ins, strict=True)]
 
 
 @pytest.fixture(scope="module")
@@ -131,5 +132,5 @@ def test_demo_is_a_short_dreamed_h264_clip_and_says_what_next(
     assert (found.width, found.height) == (640, 272)
     outs = [frame for frame, _ in source_frames(out)]
     ins = [frame for frame, _ in source_frames(SAMPLE_CLIP)][:24]
-    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(outs, ins, strict=True)]) > 3
+    assert np.mean([difference(a, b) for a, b in zip(outs, ins, strict=True)]) > 3
     assert "livedream --virtual-cam" in capsys.readouterr().err
