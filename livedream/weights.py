@@ -187,6 +187,8 @@ def get_weights(
     """
     spec = _spec(model)
     url = url or spec.url
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise DownloadError(f"expected an http:// or https:// URL for the weights, got {url!r}")
     file_hash = (file_hash or spec.file_hash).lower()
     algorithm = hash_algorithm(file_hash)
     folder = cache_dir or keras_models_dir()
@@ -233,8 +235,11 @@ def get_weights(
 def _where(url: str) -> str:
     """The host (and port) of ``url``, never its login."""
     parts = urlsplit(url)
-    host = parts.hostname or url
-    return f"{host}:{parts.port}" if parts.port else host
+    host = parts.hostname or "?"
+    try:
+        return f"{host}:{parts.port}" if parts.port else host
+    except ValueError:  # a port that is not a number: urlopen says so
+        return host
 
 
 def _offline(model: str, url: str, exc: BaseException, timeout: float) -> OfflineError:
@@ -263,8 +268,6 @@ def _download(
     timeout: float,
 ) -> str:
     """Streams ``url`` into ``out`` with a progress bar; returns the bytes' hex digest."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise DownloadError(f"expected an http:// or https:// URL for the weights, got {url!r}")
     request = urllib.request.Request(url, headers={"User-Agent": f"livedream/{__version__}"})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
