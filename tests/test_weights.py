@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -273,10 +274,8 @@ def test_the_command_says_when_there_is_nothing_to_do(
 ) -> None:
     # The real file cannot be had here: a planted one, with Keras' hash set to the planted's.
     spec = KERAS_WEIGHTS["vgg16"]
-    planted_spec = weights.KerasWeights(
-        spec.filename, spec.url, hashlib.md5(planted).hexdigest(), spec.size_mb
-    )
-    monkeypatch.setitem(KERAS_WEIGHTS, "vgg16", planted_spec)
+    planted_hash = hashlib.md5(planted).hexdigest()
+    monkeypatch.setitem(KERAS_WEIGHTS, "vgg16", replace(spec, file_hash=planted_hash))
     (keras_home / "models").mkdir(parents=True)
     (keras_home / "models" / spec.filename).write_bytes(planted)
 
@@ -335,3 +334,18 @@ def test_bad_weights_flags_exit_2_with_one_line(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_have_weights_looks_and_verify_checks_keras_hash(
+    keras_home: Path, planted: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = keras_home / "models" / INCEPTION
+    assert not have_weights("inception_v3", verify=True)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(planted)  # there, but not Keras' file (the real one cannot be had here)
+    assert have_weights("inception_v3")
+    assert not have_weights("inception_v3", verify=True)
+    spec = KERAS_WEIGHTS["inception_v3"]
+    planted_hash = hashlib.md5(planted).hexdigest()
+    monkeypatch.setitem(KERAS_WEIGHTS, "inception_v3", replace(spec, file_hash=planted_hash))
+    assert have_weights("inception_v3", verify=True)
