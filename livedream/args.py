@@ -23,6 +23,8 @@ from livedream.config import (
 from livedream.models import MODELS
 from livedream.preview import KEYS_HELP
 from livedream.runtime import EXIT_USAGE
+from livedream.urls import url_scheme
+from livedream.weights import KERAS_WEIGHTS
 
 SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
 DEMO_OUTPUT = Path("dream.mp4")
@@ -334,7 +336,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", "-v", action="store_true", help="show debug logs and TensorFlow's own messages"
     )
     parser.add_argument("--version", action="version", version=f"livedream {__version__}")
+    add_weights_flags(parser)
     return parser
+
+
+def weights_url_arg(text: str) -> str:
+    if url_scheme(text) not in ("http", "https"):
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def add_weights_flags(parser: argparse.ArgumentParser) -> None:
+    """``--get-weights MODEL`` and its ``--weights-url`` (``livedream.weights``)."""
+    group = parser.add_argument_group("model weights")
+    group.add_argument(
+        "--get-weights",
+        choices=sorted(KERAS_WEIGHTS),
+        default=None,
+        metavar="MODEL",
+        help="download MODEL's ImageNet weights (inception_v3: ~87 MB, vgg16: ~59 MB) into "
+        "Keras' cache, check them against Keras' published hash, and exit",
+    )
+    group.add_argument(
+        "--weights-url",
+        type=weights_url_arg,
+        default=None,
+        metavar="URL",
+        help="with --get-weights: download from this URL (a mirror) instead of Keras' own",
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespace]:

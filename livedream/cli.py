@@ -79,6 +79,10 @@ def _main(
             from livedream.doctor import run_doctor
 
             return run_doctor(Console())
+        if args.get_weights:
+            from livedream.weights import get_weights_command
+
+            return get_weights_command(args.get_weights, url=args.weights_url, console=console)
         return _run(config, console, interrupts)
     except LivedreamError as exc:
         print_error(console, str(exc))

@@ -32,6 +32,10 @@ class OfflineError(LivedreamError):
     """Weights could not be downloaded (the machine seems offline)."""
 
 
+class DownloadError(LivedreamError):
+    """Weights whose download was refused, broke off, or did not match the published hash."""
+
+
 class SourceError(UsageError):
     """An input (webcam, video file, image) that cannot be opened or read."""
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from livedream import models, runtime, sources
 from livedream.doctor import checks, run_doctor
 from livedream.outputs import VCAM_BACKEND_ENV
+from livedream.weights import KERAS_WEIGHTS
 
 
 def table_rows(text: str) -> dict[str, tuple[str, str, str]]:
@@ -83,6 +84,7 @@ def test_on_a_bare_machine_each_missing_part_is_a_problem_with_its_fix() -> None
     assert status == "problem" and "modprobe v4l2loopback" in fix
 
     assert rows["vgg16 weights"][0] == "info"
+    assert rows["model"][1].startswith("vgg16_hed runs by default")
     assert "livedream can run" in text
 
 
@@ -233,26 +235,27 @@ def test_video_nodes_are_listed_with_their_names(tmp_path: Path) -> None:
     assert row.detail == f"{dev_root}/video2 (HD Webcam), {dev_root}/video10"
 
 
-def test_the_keras_cache_says_which_weights_will_download(
+def test_the_weights_rows_say_which_model_runs_and_how_to_get_the_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / checks.KERAS_WEIGHT_FILES["vgg16"]).write_bytes(b"\0" * 2_000_000)
     rows = {row.check: row for row in checks.check_keras_cache()}
-    assert str(tmp_path / "models") in rows["keras cache"].detail
-    assert rows["vgg16 weights"].detail.startswith("cached")
-    assert "will download on first use, needs network" in rows["inception_v3 weights"].detail
+    assert rows["model"].detail.startswith("vgg16_hed runs by default (bundled, works offline)")
+    assert rows["model"].fix == "livedream --get-weights inception_v3"
+    assert f"{tmp_path / 'models'} (not created yet)" == rows["keras cache"].detail
+    for model in ("inception_v3", "vgg16"):
+        assert rows[f"{model} weights"].detail.startswith("not downloaded")
+        assert rows[f"{model} weights"].fix == f"livedream --get-weights {model}"
 
-
-def test_the_weight_file_names_are_the_ones_keras_downloads() -> None:
-    from keras.src.applications import inception_v3, vgg16
-
-    downloaded = {
-        "inception_v3": inception_v3.WEIGHTS_PATH_NO_TOP.rsplit("/", 1)[1],
-        "vgg16": vgg16.WEIGHTS_PATH_NO_TOP.rsplit("/", 1)[1],
-    }
-    assert downloaded == checks.KERAS_WEIGHT_FILES
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / KERAS_WEIGHTS["inception_v3"].filename).write_bytes(b"\0" * 2_000_000)
+    rows = {row.check: row for row in checks.check_keras_cache()}
+    assert "inception_v3's weights are here: --model inception_v3 uses them" in rows["model"].detail
+    assert rows["model"].fix == ""
+    assert rows["inception_v3 weights"].detail.startswith("downloaded: ")
+    assert "(2 MB): --model inception_v3 builds offline" in rows["inception_v3 weights"].detail
+    assert rows["inception_v3 weights"].fix == ""
+    assert rows["vgg16 weights"].fix == "livedream --get-weights vgg16"
 
 
 def test_the_module_runs_on_its_own_without_a_traceback() -> None:

@@ -10,18 +10,13 @@ from pathlib import Path
 from livedream import runtime
 from livedream.doctor.rows import CheckResult, bounded, info, ok, one_line, problem
 from livedream.outputs import VCAM_BACKEND_ENV
+from livedream.weights import KERAS_WEIGHTS, have_weights, keras_models_dir, weights_path
 
 CAMERA_PROBE_TIMEOUT_S = 10.0  # list_cameras opens indices 0-9; a wedged driver must not hang us
 VCAM_START_TIMEOUT_S = 5.0  # opening and closing a 64x48 virtual camera takes milliseconds
 CAMERA_INDICES = 10  # what list_cameras probes by default (and --list-cameras reports)
 MIN_TENSORFLOW = (2, 16)
 MIN_KERAS = (3,)
-# What Keras names the downloaded ImageNet weights of the models livedream builds
-# (include_top=False); keras/src/applications/{inception_v3,vgg16}.py.
-KERAS_WEIGHT_FILES = {
-    "inception_v3": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-}
 VIDEO_GROUP_FIX = (
     "let your user open cameras: sudo usermod -aG video $USER, then log out and in again"
 )
@@ -320,26 +315,37 @@ def check_bundled_weights() -> list[CheckResult]:
     return [ok("bundled weights", f"vgg16_hed: {path} ({size_mb:.0f} MB), works offline")]
 
 
-def keras_models_dir() -> Path:
-    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``.
-
-    Keras falls back to ``/tmp/.keras`` when that folder is not writable; so does this.
-    """
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    if os.path.isdir(home) and not os.access(home, os.W_OK):
-        home = os.path.join("/tmp", ".keras")
-    return Path(home) / "models"
-
-
 def check_keras_cache() -> list[CheckResult]:
-    """Which downloadable models' weights Keras already holds (info rows)."""
+    """Which model runs by default, how to get the seed's, and which weights Keras holds."""
+    from livedream.config import DreamConfig
+
+    default, seed = DreamConfig().model, "inception_v3"
+    runs = f"{default} runs by default (bundled, works offline)"
+    if have_weights(seed):
+        rows = [info("model", f"{runs}; {seed}'s weights are here: --model {seed} uses them")]
+    else:
+        rows = [
+            CheckResult(
+                "model",
+                "info",
+                f"{runs}; the seed's {seed} needs its ImageNet weights, downloaded once",
+                f"livedream --get-weights {seed}",
+            )
+        ]
     folder = keras_models_dir()
-    rows = [info("keras cache", f"{folder}{'' if folder.is_dir() else ' (not created yet)'}")]
-    for model, filename in KERAS_WEIGHT_FILES.items():
-        path = folder / filename
-        if path.is_file():
-            detail = f"cached: {path.name} ({path.stat().st_size / 1e6:.0f} MB)"
+    rows.append(info("keras cache", f"{folder}{'' if folder.is_dir() else ' (not created yet)'}"))
+    for model, spec in KERAS_WEIGHTS.items():
+        path = weights_path(model)
+        if have_weights(model):
+            size_mb = path.stat().st_size / 1e6
+            detail = f"downloaded: {path.name} ({size_mb:.0f} MB): --model {model} builds offline"
+            rows.append(info(f"{model} weights", detail))
         else:
-            detail = "not cached: will download on first use, needs network"
-        rows.append(info(f"{model} weights", detail))
+            detail = (
+                f"not downloaded (about {spec.size_mb} MB): --model {model} needs network on "
+                "its first run"
+            )
+            rows.append(
+                CheckResult(f"{model} weights", "info", detail, f"livedream --get-weights {model}")
+            )
     return rows
