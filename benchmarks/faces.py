@@ -77,7 +77,7 @@ def measure_faces(settings: Settings) -> FaceFigures:
     from livedream.controls import Controls
     from livedream.dream import Dreamer
     from livedream.faces import FaceTracker
-    from livedream.pipeline import Pipeline, Stats
+    from livedream.pipeline import LivePipeline, Stats
     from livedream.sinks import NullSink
 
     config = settings.dream_config()
@@ -87,10 +87,9 @@ def measure_faces(settings: Settings) -> FaceFigures:
     tracker = FaceTracker()
     stats = Stats()
     seconds = SECONDS / 2 if settings.quick else SECONDS
-    pipeline = Pipeline(
+    pipeline = LivePipeline(
         FaceClip(),
         lambda: Dreamer(config),
-        live=True,
         pace_fps=LIVE_PACE_FPS,
         controls=controls,
         stats=stats,

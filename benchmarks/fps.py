@@ -11,9 +11,9 @@ One process measures, after a burn-in each time (traces, compiles, caches):
    ``choose_variant("auto", "auto", ...)`` picks, and whether it is the fastest (within 5%);
 2. baseline: the TensorFlow DeepDream tutorial's ``DeepDream`` module (float32, ``tf.function``,
    no XLA, no temporal carry) with our model and layers, frame by frame over the clip;
-3. pipeline: end-to-end output fps of ``Pipeline(..., live=False)`` over the clip into a null
+3. pipeline: end-to-end output fps of ``RenderPipeline`` over the clip into a null
    sink at the live defaults, and the per-frame dream time;
-4. live (issue 9): the clip as a 30 fps camera through ``Pipeline(..., live=True)``: output,
+4. live (issue 9): the clip as a 30 fps camera through ``LivePipeline``: output,
    dream and capture fps, compositor time, dream age, capture-to-sink latency (p50, p95) of
    every output frame, and its flicker against the same frames dreamed fresh and with the carry;
 5. flicker: ``temporal.flicker`` of the default dreamer against one with no carry (blend 0);

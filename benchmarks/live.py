@@ -2,7 +2,7 @@
 
 The clip at its own size, paced at ``LIVE_PACE_FPS`` by a source that behaves as a camera
 (``is_live``, its ``read()`` blocks until the next frame is due), through
-``Pipeline(..., live=True)`` at the defaults into a null sink, for ``LIVE_SECONDS``
+``LivePipeline`` at the defaults into a null sink, for ``LIVE_SECONDS``
 (``LIVE_SECONDS_QUICK`` with ``--quick``). Every figure counts from the first output frame that
 carries a dream on. The dreamer is burnt in (its step traced) before the pipeline starts it,
 as every other section's is.
@@ -149,7 +149,7 @@ def _small(frame: np.ndarray) -> np.ndarray:
 def _live_run(source: CameraClip, settings: Settings, seconds: float) -> tuple[_Run, DreamStep]:
     """Runs the pipeline live for ``seconds`` after its first dreamed output frame."""
     from livedream.dream import Dreamer
-    from livedream.pipeline import Pipeline, Stats
+    from livedream.pipeline import LivePipeline, Stats
     from livedream.sinks import NullSink
 
     config = settings.dream_config()
@@ -166,7 +166,7 @@ def _live_run(source: CameraClip, settings: Settings, seconds: float) -> tuple[_
     start: tuple[int, int, int, int] | None = None  # dreamed, captured, skipped, dropped
     cuts_seen = 0  # the compositor's cut count at the last dreamed frame
     end_at = time.perf_counter() + MODEL_WAIT
-    pipeline = Pipeline(source, make_dreamer, live=True, stats=stats)
+    pipeline = LivePipeline(source, make_dreamer, stats=stats)
     with pipeline, NullSink() as sink:
         while time.perf_counter() < end_at:
             item = pipeline.next_frame(0.5)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class PipelineFigures:
-    """``Pipeline(..., live=False)`` over the clip into a null sink, after the burn-in."""
+    """``RenderPipeline`` over the clip into a null sink, after the burn-in."""
 
     pipeline_fps: float  # outputs over the span from the first timed output to the last
     # From the median gap between outputs: what the pipeline does when nothing else runs.
@@ -85,7 +85,7 @@ def run_pipeline(
     dropped from the stats (the model loads while the camera already delivers).
     """
     from livedream.dream import Dreamer
-    from livedream.pipeline import Pipeline, Stats
+    from livedream.pipeline import Stats, make_pipeline
     from livedream.sinks import NullSink
 
     def make_dreamer() -> Dreamer:
@@ -96,7 +96,7 @@ def run_pipeline(
     # Generous: model build plus 10 s a frame; only a broken run gets near it.
     deadline = time.perf_counter() + 120.0 + 10.0 * outputs
     timed_out = False
-    pipeline = Pipeline(
+    pipeline = make_pipeline(
         source, make_dreamer, live=live, pace_fps=pace_fps, max_frames=max_frames, stats=stats
     )
     with pipeline, NullSink() as sink:

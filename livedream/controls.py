@@ -7,7 +7,8 @@ thread reaches into the dreamer: what the controls say is what the dream runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from livedream.config import RunConfig
 from livedream.models import Channels, check_channels, get_spec
@@ -22,7 +23,8 @@ class Controls:
     """Live settings, seeded from the run's config.
 
     Plain attribute writes and reads are atomic in CPython: the main thread writes, the worker
-    threads read. ``reset`` is a request the dream thread consumes before its next frame.
+    threads read. A reset (``r``) is a request: ``request_reset()`` from any thread, taken once
+    by the pipeline (``take_reset()``, under a lock) before its next dream.
 
     Attributes:
         enabled: dream on (off: frames pass through).
@@ -34,7 +36,6 @@ class Controls:
         channels: (layer, channel numbers) dreamed alone; () = every channel.
         guide: dream toward the guide image (only when a guide was given: ``has_guide``).
         has_guide: a ``--guide`` image was given (fixed for the run).
-        reset: drop the carried dream before the next frame.
         face_strength: the share of the dream kept on faces (1: no protection).
         faces: face protection on (``k``); read by the dream thread and the compositor.
     """
@@ -48,9 +49,12 @@ class Controls:
     channels: Channels = ()
     guide: bool = False
     has_guide: bool = False
-    reset: bool = False
     face_strength: float = 1.0
     faces: bool = True
+    _reset: bool = field(default=False, init=False, repr=False, compare=False)
+    _reset_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_config(
@@ -70,6 +74,19 @@ class Controls:
             has_guide=dream.guide is not None,
             face_strength=face_strength,
         )
+
+    def request_reset(self) -> None:
+        """Asks for the dream to start afresh (the keyframe and the carried dream); any thread.
+        Requests before it is taken count once."""
+        with self._reset_lock:
+            self._reset = True
+
+    def take_reset(self) -> bool:
+        """True once per request, then False until the next: the one consumer (the pipeline's
+        dream thread) calls it before each dream."""
+        with self._reset_lock:
+            requested, self._reset = self._reset, False
+        return requested
 
     def toggle_guide(self) -> bool:
         """Guide on or off (stays off without a guide image); returns whether it changed."""

@@ -88,7 +88,8 @@ class Dreamer:
         self.carry.reset()
 
     def apply(self, controls: Controls) -> None:
-        """Brings the dream in line with the live ``controls`` before a frame."""
+        """Brings the dream in line with the live ``controls`` before a frame (a reset, ``r``,
+        is the pipeline's to take: ``pipeline.apply_controls``)."""
         self.enabled = controls.enabled
         self.steps = controls.steps
         self.step_size = controls.step_size
@@ -97,9 +98,6 @@ class Dreamer:
         self.guided = controls.guide
         if controls.layers != self.layers:
             self.set_layers(controls.layers)
-            self.reset()
-        if controls.reset:
-            controls.reset = False
             self.reset()
 
     def keyframe(self, frame: np.ndarray, *, index: int = -1, captured: float = 0.0) -> Keyframe:

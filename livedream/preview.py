@@ -107,7 +107,7 @@ class KeyHandler:
             c.flow = not c.flow
             return f"flow carry {'on' if c.flow else 'off'}"
         if ch == "r":
-            c.reset = True
+            c.request_reset()
             return "dream reset"
         if ch == "m":
             c.mirror = not c.mirror

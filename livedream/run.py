@@ -21,7 +21,7 @@ from livedream.dream import Dreamer, choose_variant, detect_device
 from livedream.faces import FaceTracker, HaarDetector, protect_photo
 from livedream.models import Channels, get_spec
 from livedream.outputs import Outputs
-from livedream.pipeline import Pipeline, Stats
+from livedream.pipeline import Stats, make_pipeline
 from livedream.plan import RunPlan, plan_run
 from livedream.preview import KeyHandler, PreviewWindow, describe_channels, loading_frame
 from livedream.runtime import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Interrupts, print_error
@@ -105,7 +105,7 @@ class StreamRun:
             hud=config.hud,
             channel_presets=channel_presets(config, self.controls),
         )
-        self.pipeline = Pipeline(
+        self.pipeline = make_pipeline(
             source,
             _make_dreamer(config),
             live=self.plan.live,

@@ -122,7 +122,7 @@ def soak(args: argparse.Namespace) -> Figures:
     """Runs the pipeline for ``args.frames`` captured frames and measures it."""
     from livedream.config import DreamConfig
     from livedream.dream import Dreamer
-    from livedream.pipeline import Pipeline
+    from livedream.pipeline import LivePipeline
     from livedream.sinks import NullSink
     from livedream.sources import SyntheticSource
 
@@ -137,7 +137,7 @@ def soak(args: argparse.Namespace) -> Figures:
 
     threads_before = threading.active_count()
     started = time.perf_counter()
-    pipeline = Pipeline(source, lambda: Dreamer(config), live=True, pace_fps=args.fps)
+    pipeline = LivePipeline(source, lambda: Dreamer(config), pace_fps=args.fps)
     with sink:
         pipeline.start()
         try:

@@ -19,7 +19,7 @@ from livedream.config import RunConfig
 from livedream.controls import Controls
 from livedream.dream import Dreamer, DreamStep
 from livedream.faces import Face, FaceTracker, HaarDetector, face_mask
-from livedream.pipeline import Pipeline
+from livedream.pipeline import RenderPipeline
 from livedream.preview import KeyHandler
 from livedream.sources import ImageSource
 from livedream.temporal import to_gray
@@ -46,10 +46,9 @@ def render(
     if k:
         assert KeyHandler(controls, []).handle(ord("k")) == "face protection off"
     source = ImageSource(photo_path)
-    with Pipeline(
+    with RenderPipeline(
         source,
         lambda: Dreamer(DREAM, step=step),
-        live=False,
         controls=controls,
         max_frames=FRAMES,
         faces=FaceTracker() if tracker else None,

@@ -47,7 +47,7 @@ from livedream.args import parse_args
 from livedream.cli import main
 from livedream.dream import Dreamer, DreamStep
 from livedream.errors import SourceLostError
-from livedream.pipeline import Pipeline
+from livedream.pipeline import LivePipeline, RenderPipeline
 from livedream.run import StreamRun
 from livedream.sinks import NullSink, VideoFileSink
 from livedream.sources import SyntheticSource, VideoFileSource, WebcamSource
@@ -320,7 +320,7 @@ def test_lost_source_still_delivers_every_frame_it_captured(
     delivered = []
     with (
         VideoFileSink(out, width=160, height=120, fps=25.0) as sink,
-        Pipeline(source, tiny_dreamer, live=True, pace_fps=25.0) as pipeline,
+        LivePipeline(source, tiny_dreamer, pace_fps=25.0) as pipeline,
     ):
         while not pipeline.ended:
             frame = pipeline.next_frame(0.05)
@@ -650,7 +650,7 @@ def test_no_thread_outlives_a_stopped_pipeline(tiny_dreamer: Callable[[], Dreame
     before = threading.active_count()
     source = SyntheticSource(width=160, height=120, fps=60.0, frames=None)
     sink = NullSink()
-    pipeline = Pipeline(source, tiny_dreamer, live=True, pace_fps=60.0)
+    pipeline = LivePipeline(source, tiny_dreamer, pace_fps=60.0)
     pipeline.start()
     try:
         deadline = time.monotonic() + 60
@@ -672,7 +672,7 @@ def test_pipeline_stop_while_a_file_render_is_in_flight_closes_everything(
 ) -> None:
     before = threading.active_count()
     source = VideoFileSource(write_video(tmp_path / "clip.avi", frames=200))
-    with Pipeline(source, tiny_dreamer, live=False) as pipeline:
+    with RenderPipeline(source, tiny_dreamer) as pipeline:
         deadline = time.monotonic() + 60
         while pipeline.stats.output < 5 and time.monotonic() < deadline:
             pipeline.next_frame(0.05)

@@ -1,23 +1,20 @@
-"""Threads and queues: capture -> dream -> compositor -> the caller's sinks.
+"""The capture core both pipelines share: the threads, the queues, the controls, the dream.
 
-The capture thread reads a ``Source``; the dream thread builds the model (so the main thread
-stays free for the window, the terminal and Ctrl-C) and dreams; the caller (the main thread,
-which owns the preview window) iterates the pipeline and hands each frame to its sinks::
+``Pipeline`` owns two threads and hands frames to the caller::
+
+    capture thread  "livedream-capture"  reads the source (mirror applied), hands each frame on
+    dream thread    "livedream-dream"    builds the model (the main thread stays free for the
+                                         window, the terminal and Ctrl-C), applies the controls
+                                         and dreams keyframes
+    the caller      (any thread; run.py: the main thread) iterates the pipeline, or calls
+                    ``next_frame()``, and hands each frame to its sinks
 
     for frame in pipeline:            # TimedFrame: image, capture time, dreamed or not
         outputs.write(frame.image)
 
-Two ways of running, chosen by ``live``:
-
-- **live** (a camera, a stream, the preview, the virtual camera, ``--realtime``): every captured
-  frame goes out at once. The capture thread hands each frame to the output queue and the newest
-  one to the dream thread (newest wins: the others are ``skipped``). The dream thread refreshes a
-  keyframe from it and publishes it to the compositor; the caller's ``next_frame()`` composites
-  each frame with the newest keyframe. Frames before the first keyframe (or after a reset or a
-  scene cut) go out as they are. A source that can wait (a file, a photo) starts its playback
-  once the first keyframe is dreamed, so its first frame out is already dreamed.
-- **file render** (a file rendered to a file): nothing is lost or reordered; every frame is
-  dreamed (``dream_every=1``), or every Nth and the frames between composited from it.
+What a subclass decides (see ``live.py`` and ``render.py``): how a captured frame is handed on
+(``_hand_off``), what the dream thread does with a frame (``_take``), what ``next_frame`` does
+to a frame before it goes out (``_deliver``), and so which thread runs the compositor.
 
 ``None`` marks the end of a stream on every queue. Failures: a source that fails mid-run (a
 webcam unplugged) ends the stream like its end would, so every frame already captured is still
@@ -31,6 +28,7 @@ import logging
 import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -41,64 +39,72 @@ from livedream.controls import Controls
 from livedream.dream import Dreamer
 from livedream.errors import AcceleratorMemoryError
 from livedream.faces import FaceTracker
-from livedream.media import DEFAULT_FPS
-from livedream.queues import POLL, Queue, put_newest, put_waiting
+from livedream.queues import POLL, Queue, put_waiting
 from livedream.sources import Source
-from livedream.stats import RateMeter, Stats, TimedFrame
-
-__all__ = ["Pipeline", "RateMeter", "Stats", "TimedFrame"]
+from livedream.stats import Stats, TimedFrame
 
 log = logging.getLogger(__name__)
 
+CAPTURE_THREAD = "livedream-capture"
+DREAM_THREAD = "livedream-dream"
 JOIN_TIMEOUT = 1.0  # seconds all threads together get to stop: shutdown stays under 2 s
 IDLE_POLL = 0.02  # seconds the consumer waits for a frame before calling on_idle
-# Round-trip error (px) of the flow between two keyframes still trusted fully (one frame to the
-# next: 1 px). On bikes.mp4, keyframes 6 frames apart and 4 late, 3 px kept 7% more of the dream
-# (1.59 vs 1.48) at the same flicker (0.271 vs 0.272).
-LIVE_CARRY_TOLERANCE = 3.0
-LIVE_QUEUE = 8  # frames waiting for the caller in a live run: ~0.25 s at 30 fps, then drops
 
 
-class Pipeline:
+def apply_controls(
+    controls: Controls | None, dreamer: Dreamer, compositor: Compositor, clock: float
+) -> None:
+    """Brings ``dreamer`` in line with the keys before it dreams the frame of time ``clock``.
+
+    The one consumer of ``r``: a reset request is taken once, atomically (a press meanwhile
+    waits for the next frame), and drops both the keyframe and the carried dream. Dream thread.
+    """
+    if controls is None:
+        return
+    reset = controls.take_reset()
+    dreamer.apply(controls)
+    if reset:
+        compositor.reset(clock)
+        dreamer.reset()
+
+
+class Pipeline(ABC):
     """Capture and dream threads around a source. A context manager; ``stop()`` is idempotent.
+
+    Not built directly: ``LivePipeline`` or ``RenderPipeline`` (``make_pipeline`` picks one).
 
     Args:
         source: where frames come from; closed by ``stop()``.
         make_dreamer: builds the ``Dreamer`` in the dream thread (model load and compile).
-        live: every captured frame out at once, the dream refreshed behind (see above);
-            False: a file render, where nothing is lost.
         pace_fps: read the source at this rate (a file or photo played live); None: as it comes.
-        controls: the live settings (keys): mirror is applied as frames enter, the rest by
-            the dream thread. None: the dreamer keeps its config's settings.
+        controls: the live settings (keys): mirror is applied as frames enter (capture
+            thread), the rest before each dream (dream thread). None: the dreamer keeps its
+            own settings.
         max_frames: stop capturing after this many frames.
-        dream_every: a file render dreams every Nth frame and composites the rest.
-        wait_for_dream: a live run's playback starts with the first keyframe (default: for a
-            source that can wait, a file or a photo; a camera never waits).
-        faces: finds and follows the faces of each keyframe, whose dream is then kept at
-            ``controls.face_strength`` (the dream thread uses it); None: no face protection.
+        stats: where the run's figures go (a new ``Stats`` when None).
+        faces: finds and follows the faces of each keyframe (dream thread), whose dream is
+            then kept at ``controls.face_strength`` (the compositor); None: no protection.
     """
+
+    #: Sizes of the queue to the dream thread and of the queue to the caller.
+    dream_queue_size = 4
+    out_queue_size = 4
 
     def __init__(
         self,
         source: Source,
         make_dreamer: Callable[[], Dreamer],
         *,
-        live: bool,
         pace_fps: float | None = None,
         controls: Controls | None = None,
         max_frames: int | None = None,
         stats: Stats | None = None,
-        dream_every: int = 1,
-        wait_for_dream: bool | None = None,
         faces: FaceTracker | None = None,
     ) -> None:
         self.source = source
-        self.live = live
         self.pace_fps = pace_fps
         self.controls = controls
         self.max_frames = max_frames
-        self.dream_every = max(1, dream_every)
-        self.wait_for_dream = (not source.is_live) if wait_for_dream is None else wait_for_dream
         self.stats = stats if stats is not None else Stats()
         self.compositor = Compositor()
         self.faces = faces
@@ -108,11 +114,9 @@ class Pipeline:
         self.done = threading.Event()  # set by stop(): every thread winds down
         self.on_idle: Callable[[], None] | None = None  # called while __iter__ waits
         self._make_dreamer = make_dreamer
-        self._keyframed = threading.Event()  # the first keyframe is published
-        # Live: every frame to the caller, the newest to the dream. File: frames in order
-        # through the dream to the caller.
-        self._to_dream: Queue = queue.Queue(maxsize=1 if live else 4)
-        self._out: Queue = queue.Queue(maxsize=LIVE_QUEUE if live else 4)
+        self._keyframed = threading.Event()  # the first keyframe is published (or dream off)
+        self._to_dream: Queue = queue.Queue(maxsize=self.dream_queue_size)
+        self._out: Queue = queue.Queue(maxsize=self.out_queue_size)
         self._threads: list[threading.Thread] = []
         self._ended = False
         self._lock = threading.Lock()
@@ -126,8 +130,8 @@ class Pipeline:
                 return self
             # Daemons: a thread stuck in a TensorFlow call or a camera read never blocks exit.
             self._threads = [
-                threading.Thread(target=self._dream_loop, name="livedream-dream", daemon=True),
-                threading.Thread(target=self._capture_loop, name="livedream-capture", daemon=True),
+                threading.Thread(target=self._dream_loop, name=DREAM_THREAD, daemon=True),
+                threading.Thread(target=self._capture_loop, name=CAPTURE_THREAD, daemon=True),
             ]
             try:
                 for thread in self._threads:
@@ -203,13 +207,8 @@ class Pipeline:
         if item is None:
             self._ended = True
             return None
+        self._deliver(item)
         stats = self.stats
-        if self.live:
-            keyframe = self.compositor.keyframe
-            item.image, item.dreamed = self._composite(item, item.captured)
-            stats.compositor_seconds.append(self.compositor.last_ms / 1000.0)
-            if item.dreamed and keyframe is not None:
-                stats.dream_ages.append(time.perf_counter() - keyframe.captured)
         now = time.perf_counter()
         stats.output += 1
         stats.output_fps.tick(now)
@@ -238,17 +237,46 @@ class Pipeline:
         """True once the last frame was taken (end of input, error or stop)."""
         return self._ended
 
-    # -- worker threads ----------------------------------------------------------------------
+    # -- what a pipeline decides -------------------------------------------------------------
+    @property
+    @abstractmethod
+    def waits_for_model(self) -> bool:
+        """The capture thread starts reading once the model is built (a camera never waits)."""
+
+    @abstractmethod
+    def _hand_off(self, frame: TimedFrame) -> bool:
+        """Hands a captured frame on. Capture thread; False: the pipeline stopped meanwhile."""
+
+    @abstractmethod
+    def _end_capture(self) -> None:
+        """Puts the end marker where the capture thread's frames go. Capture thread."""
+
+    @abstractmethod
+    def _take(self, item: TimedFrame) -> bool:
+        """Dreams with one frame. Dream thread; False: the pipeline stopped meanwhile."""
+
+    @abstractmethod
+    def _built(self, dreamer: Dreamer) -> None:
+        """Adjusts the dreamer just built. Dream thread."""
+
+    @abstractmethod
+    def _end_dream(self) -> None:
+        """Puts what goes after the dream thread's last frame. Dream thread."""
+
+    @abstractmethod
+    def _deliver(self, item: TimedFrame) -> None:
+        """Finishes a frame on its way out. The thread calling ``next_frame``."""
+
+    # -- capture thread -----------------------------------------------------------------------
     def _capture_loop(self) -> None:
         stats, stop = self.stats, self.done
         period = 1.0 / self.pace_fps if self.pace_fps else 0.0
         next_time = 0.0  # when the next frame is due (paced sources), set by the first
         index = 0
-        waits = self.wait_for_dream or not self.live
         try:
             # A camera is read from the start (its frames are wanted as they come); a file or
             # photo waits for the model, so its first frames are not queued for long.
-            while waits and not self.ready.wait(POLL):
+            while self.waits_for_model and not self.ready.wait(POLL):
                 if stop.is_set():
                     return
             while not stop.is_set():
@@ -266,48 +294,27 @@ class Pipeline:
                 if self.controls is not None and self.controls.mirror:
                     image = np.ascontiguousarray(image[:, ::-1])
                 now = time.perf_counter()
-                if index == 0:
-                    next_time = now + period
                 stats.captured += 1
                 stats.capture_fps.tick(now)
                 frame = TimedFrame(index, image, now, self.source.position)
-                if not self.live:
-                    if not put_waiting(self._to_dream, frame, stop=stop):
-                        return
-                else:
-                    # The dream gets its own record: the caller replaces ``image`` of this one.
-                    put_newest(self._to_dream, replace(frame), stats.count_skip)
-                    if index == 0 and self.wait_for_dream and not self._first_keyframe():
-                        return
-                    if index == 0 and self.wait_for_dream:
-                        frame.captured = time.perf_counter()  # the playback starts now
-                        next_time = frame.captured + period
-                    put_newest(self._out, frame, stats.count_drop)
+                if not self._hand_off(frame):
+                    return
+                if index == 0:  # the playback starts with the first frame out
+                    next_time = frame.captured + period
                 index += 1
         except BaseException as exc:  # handed to the caller, never lost
             # The input is gone, not the dream: end the stream so every frame already
             # captured is still delivered.
             self._fail(exc, stop=False)
         finally:
-            if self.live:
-                put_newest(self._to_dream, None, stats.count_skip)
-                put_newest(self._out, None, stats.count_drop)
-            else:
-                put_waiting(self._to_dream, None, stop=stop)
+            self._end_capture()
 
-    def _first_keyframe(self) -> bool:
-        """Waits until the first keyframe is published; False when the pipeline stopped."""
-        while not self._keyframed.wait(POLL):
-            if self.done.is_set():
-                return False
-        return True
-
+    # -- dream thread ---------------------------------------------------------------------------
     def _dream_loop(self) -> None:
         stop = self.done
         try:
             self.dreamer = self._make_dreamer()
-            if self.live:  # keyframes lie several frames apart: trust their flow a little more
-                self.dreamer.carry.tolerance = LIVE_CARRY_TOLERANCE
+            self._built(self.dreamer)
         except BaseException as exc:  # handed to the caller, never lost
             self._fail(exc)
             put_waiting(self._out, None, stop=stop)
@@ -324,29 +331,23 @@ class Pipeline:
                     continue
                 if item is None or stop.is_set():
                     break
-                if self.live:
-                    self._refresh(item)
-                elif not put_waiting(self._out, self._render(item), stop=stop):
+                if not self._take(item):
                     return
         except BaseException as exc:  # handed to the caller, never lost
             self._fail(exc)
         finally:
-            if not self.live:
-                put_waiting(self._out, None, stop=stop)
+            self._end_dream()
+
+    def _apply_controls(self, clock: float) -> Dreamer:
+        """The dreamer, with the keys applied before the frame of time ``clock``."""
+        dreamer = self.dreamer
+        assert dreamer is not None
+        apply_controls(self.controls, dreamer, self.compositor, clock)
+        return dreamer
 
     def _kept_on_faces(self) -> float:
         """The share of the dream kept on faces now (1: no protection)."""
         return 1.0 if self.controls is None else self.controls.kept_on_faces
-
-    def _composite(self, item: TimedFrame, clock: float) -> tuple[np.ndarray, bool]:
-        """``item`` with the newest dream on it; counts the faces protected and their cost."""
-        compositor = self.compositor
-        out = compositor.composite(
-            item.image, clock, item.index, face_strength=self._kept_on_faces()
-        )
-        self.stats.faces = compositor.last_faces
-        self.stats.face_mask_seconds += compositor.last_face_ms / 1000.0
-        return out
 
     def _find_faces(self, keyframe: Keyframe, frame: np.ndarray) -> Keyframe:
         """``keyframe`` with its faces, while protection is on. Dream thread."""
@@ -356,17 +357,6 @@ class Pipeline:
         faces = self.faces.update(frame, keyframe.gray, keyframe.captured)
         self.stats.face_seconds += time.perf_counter() - started
         return replace(keyframe, faces=faces)
-
-    def _apply_controls(self, dreamer: Dreamer, clock: float) -> None:
-        """Applies the keys before dreaming the frame of time ``clock``."""
-        controls = self.controls
-        if controls is None:
-            return
-        reset, controls.reset = controls.reset, False  # taken once: a key press meanwhile waits
-        dreamer.apply(controls)
-        if reset:  # `r`: the keyframe goes with the carried dream
-            self.compositor.reset(clock)
-            dreamer.reset()
 
     def _dream(self, item: TimedFrame, clock: float) -> None:
         """Dreams ``item`` into a new keyframe and publishes it. Dream thread."""
@@ -391,30 +381,13 @@ class Pipeline:
         stats.dreamed += 1
         stats.dream_fps.tick()
 
-    def _refresh(self, item: TimedFrame) -> None:
-        """Live: the newest frame becomes the next keyframe."""
-        assert self.dreamer is not None
-        self._apply_controls(self.dreamer, item.captured)
-        if not self.dreamer.enabled:  # dream off: frames go out as they are
-            self.compositor.reset(item.captured)
-            self._keyframed.set()
-            return
-        self._dream(item, item.captured)
-
-    def _render(self, item: TimedFrame) -> TimedFrame:
-        """File render: every Nth frame dreamed, each frame composited; in order."""
-        assert self.dreamer is not None
-        # The input's own clock: a keyframe's age is how far apart the frames are in the video.
-        fps = self.source.fps or DEFAULT_FPS
-        clock = item.pts if item.pts is not None else item.index / fps
-        self._apply_controls(self.dreamer, clock)
-        if not self.dreamer.enabled:
-            self.compositor.reset(clock)
-            return item
-        if item.index % self.dream_every == 0 or self.compositor.keyframe is None:
-            self._dream(item, clock)
-        item.image, item.dreamed = self._composite(item, clock)
-        if not item.dreamed:  # a scene cut between keyframes: dream this frame afresh
-            self._dream(item, clock)
-            item.image, item.dreamed = self._composite(item, clock)
-        return item
+    # -- the compositor (the thread each pipeline names) -----------------------------------------
+    def _composite(self, item: TimedFrame, clock: float) -> tuple[np.ndarray, bool]:
+        """``item`` with the newest dream on it; counts the faces protected and their cost."""
+        compositor = self.compositor
+        out = compositor.composite(
+            item.image, clock, item.index, face_strength=self._kept_on_faces()
+        )
+        self.stats.faces = compositor.last_faces
+        self.stats.face_mask_seconds += compositor.last_face_ms / 1000.0
+        return out
