@@ -13,6 +13,7 @@ from helpers import WriteVideo
 from livedream.config import DreamConfig
 from livedream.dream import Dreamer, DreamStep
 from livedream.pipeline import Pipeline, TimedFrame
+from livedream.resolve import resolve_here
 from livedream.sources import SyntheticSource, VideoFileSource
 
 CONFIG = DreamConfig(**{**SHARED_DREAM.__dict__, "dream_size": (160, 120)})
@@ -41,7 +42,11 @@ def test_live_source_faster_than_the_dream_outputs_every_frame_in_order(
     source = SyntheticSource(width=320, height=240, fps=100.0)
     frames: list[TimedFrame] = []
     with Pipeline(
-        source, lambda: Dreamer(CONFIG, step=step), live=True, pace_fps=100.0, wait_for_dream=False
+        source,
+        lambda: Dreamer(resolve_here(CONFIG), step=step),
+        live=True,
+        pace_fps=100.0,
+        wait_for_dream=False,
     ) as pipeline:
         # Until 40 frames after the first dreamed one (the step compiles on its first call).
         for frame in pipeline:
@@ -65,7 +70,7 @@ def test_file_to_file_pipeline_loses_no_frame(
 ) -> None:
     clip = write_video(tmp_path / "clip.avi", frames=24, width=160, height=120)
     source = VideoFileSource(clip)
-    with Pipeline(source, lambda: Dreamer(CONFIG, step=step), live=False) as pipeline:
+    with Pipeline(source, lambda: Dreamer(resolve_here(CONFIG), step=step), live=False) as pipeline:
         frames = collect(pipeline, 100)
     assert pipeline.ended
     assert [f.index for f in frames] == list(range(24))
@@ -74,15 +79,14 @@ def test_file_to_file_pipeline_loses_no_frame(
 
 
 def test_keys_change_what_they_say_in_the_dream(step: DreamStep) -> None:
-    from livedream.config import RunConfig
     from livedream.controls import Controls
-    from livedream.models import get_spec
     from livedream.preview import KeyHandler
 
-    controls = Controls.from_config(RunConfig(dream=CONFIG), CONFIG.layers)
-    presets = get_spec("vgg16_hed").presets
-    keys = KeyHandler(controls, presets)
-    dreamer = Dreamer(CONFIG, step=step)
+    dream = resolve_here(CONFIG)
+    controls = Controls.from_dream(dream)
+    presets = dream.spec.presets
+    keys = KeyHandler(controls, list(presets))
+    dreamer = Dreamer(dream, step=step)
     frame = SyntheticSource(width=160, height=120).read()
     assert frame is not None
 
@@ -122,17 +126,16 @@ def test_keys_change_what_they_say_in_the_dream(step: DreamStep) -> None:
 def test_mirror_key_flips_the_captured_frames(step: DreamStep) -> None:
     from dataclasses import replace
 
-    from livedream.config import RunConfig
     from livedream.controls import Controls
     from livedream.preview import KeyHandler
 
     source = SyntheticSource(width=160, height=120, fps=30.0, frames=3, live=False)
     expected = [source.frame_at(i)[:, ::-1] for i in range(3)]
-    controls = Controls.from_config(RunConfig(dream=CONFIG), CONFIG.layers)
+    controls = Controls.from_dream(resolve_here(CONFIG))
     controls = replace(controls, enabled=False)  # dream off: frames pass as captured
     KeyHandler(controls, [CONFIG.layers]).handle(ord("m"))  # the preview's mirror key
     with Pipeline(
-        source, lambda: Dreamer(CONFIG, step=step), live=False, controls=controls
+        source, lambda: Dreamer(resolve_here(CONFIG), step=step), live=False, controls=controls
     ) as pipeline:
         frames = collect(pipeline, 10)
     assert len(frames) == 3
