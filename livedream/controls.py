@@ -69,7 +69,7 @@ class Controls:
             layers=dream.layers,
             mirror=mirror,
             channels=dream.channels,
-            guide=dream.guide is not None,
+            guide=dream.guided,
             has_guide=dream.guide is not None,
             face_strength=face_strength,
         )

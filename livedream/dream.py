@@ -70,7 +70,7 @@ class Dreamer:
         self.flow = settings.flow
         self.enabled = True
         self.channels: Channels = dream.channels
-        self.guided = dream.guide is not None
+        self.guided = dream.guided
         self.frame_index = 0
         # ms the last frame spent in each stage: read by the benchmark's breakdown.
         self.timings: dict[str, float] = {}
@@ -207,7 +207,7 @@ def dream_image(
             step_size=config.step_size * 255.0,
             seed=(config.seed, octave),
             channels=dream.channels,
-            guided=dream.guide is not None,
+            guided=dream.guided,
         )
         detail = dreamed - octave_base
     assert detail is not None  # octaves >= 1, checked at the door

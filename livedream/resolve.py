@@ -49,6 +49,11 @@ class Look:
     guide_name: str | None
 
     @property
+    def guided(self) -> bool:
+        """The dream starts guided: on whenever a guide was given (``g`` turns it off)."""
+        return self.guide is not None
+
+    @property
     def size(self) -> DreamSize:
         """The dream-size policy: ``size.size_for(w, h)`` for a frame of w x h."""
         return self.settings.size
