@@ -41,14 +41,15 @@ def render(
 ) -> list[np.ndarray]:
     """The photo as a FRAMES-frame file render, protected at ``strength`` (``k``: the key
     pressed once before the run); the output frames."""
-    controls = Controls.from_dream(resolve_here(DREAM), face_strength=strength)
+    dream = resolve_here(DREAM)
+    controls = Controls.from_dream(dream, face_strength=strength)
     controls.steps, controls.step_size = DREAM.steps, DREAM.step_size
     if k:
         assert KeyHandler(controls, []).handle(ord("k")) == "face protection off"
     source = ImageSource(photo_path)
     with Pipeline(
         source,
-        lambda: Dreamer(resolve_here(DREAM), step=step),
+        lambda: Dreamer(dream, step=step),
         live=False,
         controls=controls,
         max_frames=FRAMES,

@@ -3,6 +3,7 @@ change the dream. Real model (vgg16_hed) at small sizes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,13 @@ def step(shared_step: DreamStep) -> DreamStep:
     return shared_step
 
 
+def make_dreamer(step: DreamStep) -> Callable[[], Dreamer]:
+    """The pipeline's dreamer on the shared ``step``; the dream is resolved here, not in the
+    dream thread."""
+    dream = resolve_here(CONFIG)
+    return lambda: Dreamer(dream, step=step)
+
+
 def collect(pipeline: Pipeline, count: int, timeout: float = 60.0) -> list[TimedFrame]:
     import time
 
@@ -43,7 +51,7 @@ def test_live_source_faster_than_the_dream_outputs_every_frame_in_order(
     frames: list[TimedFrame] = []
     with Pipeline(
         source,
-        lambda: Dreamer(resolve_here(CONFIG), step=step),
+        make_dreamer(step),
         live=True,
         pace_fps=100.0,
         wait_for_dream=False,
@@ -70,7 +78,7 @@ def test_file_to_file_pipeline_loses_no_frame(
 ) -> None:
     clip = write_video(tmp_path / "clip.avi", frames=24, width=160, height=120)
     source = VideoFileSource(clip)
-    with Pipeline(source, lambda: Dreamer(resolve_here(CONFIG), step=step), live=False) as pipeline:
+    with Pipeline(source, make_dreamer(step), live=False) as pipeline:
         frames = collect(pipeline, 100)
     assert pipeline.ended
     assert [f.index for f in frames] == list(range(24))
@@ -134,9 +142,7 @@ def test_mirror_key_flips_the_captured_frames(step: DreamStep) -> None:
     controls = Controls.from_dream(resolve_here(CONFIG))
     controls = replace(controls, enabled=False)  # dream off: frames pass as captured
     KeyHandler(controls, [CONFIG.layers]).handle(ord("m"))  # the preview's mirror key
-    with Pipeline(
-        source, lambda: Dreamer(resolve_here(CONFIG), step=step), live=False, controls=controls
-    ) as pipeline:
+    with Pipeline(source, make_dreamer(step), live=False, controls=controls) as pipeline:
         frames = collect(pipeline, 10)
     assert len(frames) == 3
     for frame, flipped in zip(frames, expected, strict=True):

@@ -62,7 +62,8 @@ EXIT_WITHIN = 2.0  # seconds from Ctrl-C or SIGTERM to exit (the issue's promise
 @pytest.fixture
 def tiny_dreamer(shared_step: DreamStep) -> Callable[[], Dreamer]:
     """Makes the pipeline's dreamer on the session's shared step (no model build per test)."""
-    return lambda: Dreamer(resolve_here(TINY), step=shared_step)
+    dream = resolve_here(TINY)  # here: the dream thread only builds the Dreamer
+    return lambda: Dreamer(dream, step=shared_step)
 
 
 @pytest.fixture
