@@ -135,8 +135,9 @@ def time_convs(
 def measure_peak(settings: Settings) -> PeakFigures:
     """Builds the step at the auto precision and times it against its own conv layers."""
     from livedream.dream import build_step
+    from livedream.resolve import resolve_here
 
-    step = build_step(settings.dream_config())
+    step = build_step(resolve_here(settings.dream_config()))
     convs = conv_shapes(step.model, settings.dream_size)
     flop = step_flop(convs)
     step_ms, rates = time_convs(step, convs, settings, rounds=6 if settings.quick else 15)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from livedream.config import LIVE_FACE_STRENGTH, RunConfig
+from livedream.config import LIVE_FACE_STRENGTH
 from livedream.errors import UsageError
 from livedream.media import Frame
 from livedream.sources import Source
@@ -78,18 +78,17 @@ def measure_faces(settings: Settings) -> FaceFigures:
     from livedream.dream import Dreamer
     from livedream.faces import FaceTracker
     from livedream.pipeline import LivePipeline, Stats
+    from livedream.resolve import resolve_here
     from livedream.sinks import NullSink
 
-    config = settings.dream_config()
-    controls = Controls.from_config(
-        RunConfig(dream=config), settings.layers, face_strength=LIVE_FACE_STRENGTH
-    )
+    dream = resolve_here(settings.dream_config())
+    controls = Controls.from_dream(dream, face_strength=LIVE_FACE_STRENGTH)
     tracker = FaceTracker()
     stats = Stats()
     seconds = SECONDS / 2 if settings.quick else SECONDS
     pipeline = LivePipeline(
         FaceClip(),
-        lambda: Dreamer(config),
+        lambda: Dreamer(dream),
         pace_fps=LIVE_PACE_FPS,
         controls=controls,
         stats=stats,

@@ -150,13 +150,14 @@ def _live_run(source: CameraClip, settings: Settings, seconds: float) -> tuple[_
     """Runs the pipeline live for ``seconds`` after its first dreamed output frame."""
     from livedream.dream import Dreamer
     from livedream.pipeline import LivePipeline, Stats
+    from livedream.resolve import resolve_here
     from livedream.sinks import NullSink
 
     config = settings.dream_config()
 
     def make_dreamer() -> Dreamer:
-        dreamer = Dreamer(config)
-        w, h = config.size_for(source.width, source.height)
+        dreamer = Dreamer(resolve_here(config))
+        w, h = config.size.size_for(source.width, source.height)
         blank = np.zeros((h, w, 3), np.float32)
         dreamer.step(blank, steps=config.steps, step_size=config.step_size * 255.0)  # trace
         return dreamer
@@ -226,6 +227,7 @@ def _ratio(a: float, b: float) -> float:
 def measure_live(settings: Settings) -> tuple[LiveFigures, LatencyFigures, DreamStep]:
     """The live run and its flicker comparisons; also the latency keys, and the step used."""
     from livedream.dream import Dreamer
+    from livedream.resolve import resolve_here
     from livedream.temporal import flicker
 
     clip, _ = read_frames(settings.clip, 10_000)
@@ -242,8 +244,8 @@ def measure_live(settings: Settings) -> tuple[LiveFigures, LatencyFigures, Dream
     inputs = [clip[source.positions[i]] for i in run.indices[:compared]]
     outputs = run.outputs[:compared]
     config = settings.dream_config()
-    fresh = _dreamed_again(Dreamer(replace(config, blend=0.0), step=step), inputs)
-    carry = _dreamed_again(Dreamer(config, step=step), inputs)
+    fresh = _dreamed_again(Dreamer(resolve_here(replace(config, blend=0.0)), step=step), inputs)
+    carry = _dreamed_again(Dreamer(resolve_here(config), step=step), inputs)
     small_inputs = [_small(frame) for frame in inputs]
     live_f = flicker(small_inputs, outputs, width=FLICKER_WIDTH)
     fresh_f = flicker(small_inputs, fresh, width=FLICKER_WIDTH)

@@ -86,10 +86,11 @@ def run_pipeline(
     """
     from livedream.dream import Dreamer
     from livedream.pipeline import Stats, make_pipeline
+    from livedream.resolve import resolve_here
     from livedream.sinks import NullSink
 
     def make_dreamer() -> Dreamer:
-        return Dreamer(config)
+        return Dreamer(resolve_here(config))
 
     stats = Stats()
     times: list[float] = []
@@ -158,11 +159,12 @@ def measure_flicker(
 ) -> tuple[FlickerFigures, DreamStep]:
     """The default dreamer against one without carry (blend 0), over the same frames."""
     from livedream.dream import Dreamer
+    from livedream.resolve import resolve_here
     from livedream.temporal import flicker
 
     config = settings.dream_config()
-    dreamer = Dreamer(config)
-    plain = Dreamer(replace(config, blend=0.0), step=dreamer.step)
+    dreamer = Dreamer(resolve_here(config))
+    plain = Dreamer(resolve_here(replace(config, blend=0.0)), step=dreamer.step)
     started = time.perf_counter()
     outputs = [dreamer(frame) for frame in frames]
     dreamer_ms = 1000.0 * (time.perf_counter() - started) / len(frames)
@@ -187,9 +189,10 @@ def measure_breakdown(
 ) -> dict[str, float]:
     """ms per frame of each stage of ``Dreamer.__call__`` (its own ``timings``) and the sink."""
     from livedream.dream import Dreamer
+    from livedream.resolve import resolve_here
     from livedream.sinks import NullSink
 
-    dreamer = Dreamer(settings.dream_config(), step=step)
+    dreamer = Dreamer(resolve_here(settings.dream_config()), step=step)
     sink = NullSink()
     parts: dict[str, list[float]] = {}
     for i, frame in enumerate(frames[: 8 if settings.quick else 16]):

@@ -136,6 +136,7 @@ def time_variants(
     per variant a round, so a change in machine load hits all variants alike.
     """
     from livedream.dream import build_step
+    from livedream.resolve import resolve_here
 
     steps: list[tuple[VariantResult, DreamStep, int]] = []
     for variant, burn_in, reps in plan:
@@ -143,7 +144,7 @@ def time_variants(
             continue
         section(f"build {variant.name}", f"build {variant.name}, {burn_in} burn-in calls")
         config = settings.dream_config(precision=variant.precision, compile=variant.compile)
-        step = build_step(config)
+        step = build_step(resolve_here(config))
         time_step(step, burn_in, 0, settings, image)
         steps.append((variant, step, reps))
     rounds = max((reps for _, _, reps in steps), default=0)

@@ -6,8 +6,10 @@
     livedream --demo                           # dream the bundled sample clip into dream.mp4
 
 Exit codes: 0 done, 1 runtime error, 2 bad usage, 130 interrupted (outputs finalized).
-The pieces: ``args`` (flags), ``plan`` (what kind of run), ``runtime`` (logging, TensorFlow,
-signals), ``run`` (the run itself), ``preview`` (the window and its keys), ``outputs`` (sinks).
+The pieces: ``args`` (flags), ``plan`` (what kind of run), ``resolve`` (what is dreamed and at
+which precision), ``runtime`` (logging, TensorFlow, signals), ``run`` (the run itself),
+``preview`` (the window and its keys), ``outputs`` (sinks). Engine errors that carry data
+(out of memory) are worded here, where the flags are known.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from livedream.args import parse_args
-from livedream.config import DreamConfig, RunConfig
-from livedream.errors import LivedreamError
+from livedream.config import RunConfig
+from livedream.errors import AcceleratorMemoryError, LivedreamError
 from livedream.runtime import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -34,6 +37,9 @@ from livedream.runtime import (
     setup_logging,
     unexpected,
 )
+
+if TYPE_CHECKING:
+    from livedream.resolve import ResolvedDream
 
 log = logging.getLogger("livedream")
 
@@ -84,17 +90,16 @@ def _main(
 
             return get_weights_command(args.get_weights, url=args.weights_url, console=console)
         return _run(config, console, interrupts)
+    except AcceleratorMemoryError as exc:
+        print_error(console, out_of_memory(exc))
+        return exc.exit_code
     except LivedreamError as exc:
         print_error(console, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except MemoryError:
-        print_error(
-            console,
-            "out of memory: try a smaller --dream-size (e.g. 320x240), fewer --layers or a "
-            "smaller input",
-        )
+        print_error(console, out_of_memory(AcceleratorMemoryError()))
         return EXIT_ERROR
     except Exception as exc:  # a bug: one line, the traceback with --verbose
         if config.verbose:
@@ -118,13 +123,15 @@ def list_cameras_command(console: Console) -> int:
     return EXIT_OK
 
 
-def _warn_if_slow_variant(config: DreamConfig) -> None:
-    """float16 is emulated and XLA slow on a CPU: say so when one is asked for there."""
-    from livedream.dream import choose_variant, detect_device
+def out_of_memory(exc: AcceleratorMemoryError) -> str:
+    """The one-line message for running out of memory: what happened, and the flags to try."""
+    return f"{exc}: try a smaller --dream-size (e.g. 320x240) or fewer --layers"
 
-    device = detect_device()
-    precision, compile_mode = choose_variant(config.precision, config.compile, device)
-    if device.kind == "cpu" and (precision == "float16" or compile_mode == "xla"):
+
+def _warn_if_slow_variant(dream: ResolvedDream) -> None:
+    """float16 is emulated and XLA slow on a CPU: say so when one is asked for there."""
+    precision, compile_mode = dream.precision, dream.compile_mode
+    if dream.device.kind == "cpu" and (precision == "float16" or compile_mode == "xla"):
         log.warning(
             "--precision %s --compile %s is far slower than auto on a CPU (14-16x on the "
             "development machine); leave both on auto for speed",
@@ -137,7 +144,7 @@ def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
     from livedream.plan import check_request, plan_run
     from livedream.sources import ImageSource, open_source
 
-    check_request(config)
+    look = check_request(config)
     source = open_source(config.input, width=config.width, height=config.height, fps=config.fps)
     with source:
         plan = plan_run(config, source)  # before TensorFlow's seconds of start-up
@@ -148,15 +155,18 @@ def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
             soft_wrap=True,
         )
         import_tensorflow(config.verbose)
-        _warn_if_slow_variant(config.dream)
+        from livedream.device import detect_device
+        from livedream.resolve import resolve_dream
         from livedream.run import StreamRun, run_still
 
+        dream = resolve_dream(look, detect_device())
+        _warn_if_slow_variant(dream)
         if plan.still:
             assert isinstance(source, ImageSource)  # plan_run: an image output needs a photo
-            return run_still(config, plan, source, console, interrupts)
+            return run_still(config, plan, dream, source, console, interrupts)
         # From the first output file on, a signal asks for a clean stop instead of raising.
         interrupts.defer()
-        code = StreamRun(config, source, console, plan=plan).run(interrupts)
+        code = StreamRun(config, source, console, plan=plan, dream=dream).run(interrupts)
     if config.demo and code == EXIT_OK:
         log.info(
             "your dreamed clip is %s; next, dream your webcam: `livedream` (a preview window), "

@@ -17,6 +17,26 @@ COMPILE_MODES = ("auto", "graph", "xla", "eager")
 
 
 @dataclass(frozen=True)
+class DreamSize:
+    """The dream-size policy: a ``fixed`` (w, h), or the frame's aspect with ``short_side``."""
+
+    fixed: tuple[int, int] | None = None
+    short_side: int = 240
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """The dream size (w, h) for a frame of ``width`` x ``height``."""
+        if self.fixed is not None:
+            return self.fixed
+        scale = self.short_side / min(width, height)
+        if scale >= 1.0:
+            return width, height
+        # Even sizes keep the pooling pyramid aligned and the video encoders happy.
+        w = max(2, round(width * scale / 2) * 2)
+        h = max(2, round(height * scale / 2) * 2)
+        return w, h
+
+
+@dataclass(frozen=True)
 class DreamConfig:
     """How frames are dreamed.
 
@@ -27,14 +47,13 @@ class DreamConfig:
     model: str = "vgg16_hed"  # the offline model: works with no network
     weights: Path | None = None  # a local .h5 / .weights.h5 instead of the model's own
     layers: tuple[str, ...] = ()  # () = the model's default layers
-    layer_weights: tuple[float, ...] = ()  # () = 1.0 for every layer
     # (layer, channel numbers): dream only those channels; a layer "" = the one dreamed layer
     channels: tuple[tuple[str, tuple[int, ...]], ...] = ()
     guide: Path | None = None  # an image whose motifs the dream looks for (guided dreaming)
     steps: int = 2  # per frame: the temporal carry deepens the dream over frames
     step_size: float = 0.012  # ~3 grey levels per step: visible in a second, not a smear
     dream_size: tuple[int, int] | None = None  # (w, h); None = keep aspect, short side below
-    short_side: int = 240  # 320x240 for a 4:3 camera: ~5 fps on 2 Zen 4 cores, ~10 with AMX
+    short_side: int = 240  # 320x240 for a 4:3 camera: 1.7-2.2 dream fps on 2 Zen 4 cores
     blend: float = 0.92  # share of the carried dream kept each frame; 0 = no carry
     flow: bool = True  # warp the carried dream with optical flow (off = carry in place)
     jitter: int = 16  # max random roll in pixels per step, against grid artifacts
@@ -45,17 +64,10 @@ class DreamConfig:
     compile: str = "auto"  # auto | graph | xla | eager
     seed: int = 0  # same seed, same input: same output
 
-    def size_for(self, width: int, height: int) -> tuple[int, int]:
-        """The dream size (w, h) for a frame of ``width`` x ``height``."""
-        if self.dream_size is not None:
-            return self.dream_size
-        scale = self.short_side / min(width, height)
-        if scale >= 1.0:
-            return width, height
-        # Even sizes keep the pooling pyramid aligned and the video encoders happy.
-        w = max(2, round(width * scale / 2) * 2)
-        h = max(2, round(height * scale / 2) * 2)
-        return w, h
+    @property
+    def size(self) -> DreamSize:
+        """The dream-size policy these settings ask for."""
+        return DreamSize(self.dream_size, self.short_side)
 
 
 @dataclass(frozen=True)

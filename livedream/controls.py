@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from livedream.config import RunConfig
-from livedream.models import Channels, check_channels, get_spec
+from livedream.models import Channels
+
+if TYPE_CHECKING:
+    from livedream.resolve import Look
 
 STEP_SIZE_FACTOR = 1.25  # one +/- key press: a quarter stronger or weaker
 MIN_STEP_SIZE, MAX_STEP_SIZE = 0.0005, 0.2
@@ -20,7 +23,7 @@ MAX_STEPS = 20
 
 @dataclass
 class Controls:
-    """Live settings, seeded from the run's config.
+    """Live settings, seeded from the resolved dream.
 
     Plain attribute writes and reads are atomic in CPython: the main thread writes, the worker
     threads read. A reset (``r``) is a request: ``request_reset()`` from any thread, taken once
@@ -57,20 +60,20 @@ class Controls:
     )
 
     @classmethod
-    def from_config(
-        cls, config: RunConfig, layers: tuple[str, ...], *, face_strength: float = 1.0
+    def from_dream(
+        cls, dream: Look, *, mirror: bool = False, face_strength: float = 1.0
     ) -> Controls:
-        """The controls a run starts with; ``layers``: the ones the dream starts on;
-        ``face_strength``: the run plan's."""
-        dream = config.dream
+        """The controls a run starts with: the resolved ``dream``'s layers, channels, guide and
+        settings; ``mirror``: ``--mirror``; ``face_strength``: the run plan's."""
+        settings = dream.settings
         return cls(
-            steps=dream.steps,
-            step_size=dream.step_size,
-            flow=dream.flow,
-            layers=layers,
-            mirror=config.mirror,
-            channels=check_channels(get_spec(dream.model), layers, dream.channels),
-            guide=dream.guide is not None,
+            steps=settings.steps,
+            step_size=settings.step_size,
+            flow=settings.flow,
+            layers=dream.layers,
+            mirror=mirror,
+            channels=dream.channels,
+            guide=dream.guided,
             has_guide=dream.guide is not None,
             face_strength=face_strength,
         )

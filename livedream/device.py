@@ -1,4 +1,8 @@
-"""The device the dream runs on, and the fastest precision and compile mode for it."""
+"""The device the dream runs on, and the fastest precision and compile mode for it.
+
+TensorFlow is imported by ``detect_device`` only, so the door (``livedream.resolve``) can
+decide the precision for a given ``Device`` without it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import contextlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-
-import tensorflow as tf
 
 from livedream.config import COMPILE_MODES, PRECISIONS
 from livedream.errors import UsageError
@@ -42,6 +44,8 @@ def cpu_info() -> tuple[str, set[str]]:
 @lru_cache(maxsize=1)
 def detect_device() -> Device:
     """The accelerator TensorFlow will use; turns on GPU memory growth (nothing else changes)."""
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         for gpu in gpus:

@@ -2,25 +2,29 @@
 
 ``Dreamer`` turns frames into dreamed frames (or keyframes for the compositor), carrying the
 dream from frame to frame with optical flow; ``dream_image`` dreams a still photo in octaves.
-Both run the compiled ``DreamStep`` (``livedream.step``); ``livedream.device`` picks its
-precision and compile mode.
+Both take the ``ResolvedDream`` decided at the door (``livedream.resolve``: model, layers,
+channels, guide, precision, compile mode, size policy) and run the compiled ``DreamStep``
+(``livedream.step``) built from it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from livedream.compositor import Keyframe, add_residual
-from livedream.config import DreamConfig
 from livedream.controls import Controls
 from livedream.device import Device, choose_variant, cpu_info, detect_device
-from livedream.models import Channels, check_channels, get_spec
-from livedream.step import KERAS_POLICY, DreamStep, build_step, load_guide
+from livedream.models import Channels
+from livedream.step import KERAS_POLICY, DreamStep, build_step
 from livedream.temporal import FlowCarry, to_gray
+
+if TYPE_CHECKING:
+    from livedream.resolve import ResolvedDream
 
 __all__ = [
     "KERAS_POLICY",
@@ -32,7 +36,6 @@ __all__ = [
     "cpu_info",
     "detect_device",
     "dream_image",
-    "load_guide",
 ]
 
 
@@ -44,25 +47,30 @@ class Dreamer:
     warped by optical flow, dreamed for ``steps`` steps, and the residual is upscaled and added
     to the full-resolution frame so the output keeps the camera's sharpness.
 
-    The attributes ``steps``, ``step_size``, ``blend``, ``flow``, ``enabled``, ``channels`` and
-    ``guided`` may be changed between frames (the preview's keys do); none of them recompiles
-    anything.
+    ``apply(controls)`` copies the live settings (``steps``, ``step_size``, ``flow``,
+    ``enabled``, ``channels``, ``guided``) from the controls before each frame; none of them
+    recompiles anything. A new layer set builds its step once, and drops the carried dream.
+
+    Args:
+        dream: the resolved dream; its settings seed the live ones.
+        step: a built step (built from ``dream`` when None).
 
     Thread: the dream thread only.
     """
 
-    def __init__(self, config: DreamConfig, *, step: DreamStep | None = None) -> None:
-        self.config = config
-        self.step = step if step is not None else build_step(config)
-        self.steps = config.steps
-        self.step_size = config.step_size
-        self.blend = config.blend
-        self.flow = config.flow
+    def __init__(self, dream: ResolvedDream, *, step: DreamStep | None = None) -> None:
+        self.dream = dream
+        self.size = dream.size  # the dream-size policy
+        self.step = step if step is not None else build_step(dream)
+        settings = dream.settings
+        self.seed = settings.seed
+        self.steps = settings.steps
+        self.step_size = settings.step_size
+        self.blend = settings.blend
+        self.flow = settings.flow
         self.enabled = True
-        self.channels: Channels = check_channels(
-            get_spec(config.model), self.layers, config.channels
-        )
-        self.guided = config.guide is not None
+        self.channels: Channels = dream.channels
+        self.guided = dream.guided
         self.frame_index = 0
         # ms the last frame spent in each stage: read by the benchmark's breakdown.
         self.timings: dict[str, float] = {}
@@ -80,11 +88,11 @@ class Dreamer:
         """Switches to another layer set (built once, then reused)."""
         key = tuple(layers)
         if key not in self._steps_by_layers:
-            self._steps_by_layers[key] = build_step(self.config, key)
+            self._steps_by_layers[key] = build_step(self.dream, key)
         self.step = self._steps_by_layers[key]
 
     def reset(self) -> None:
-        """Drops the carried dream (scene cut, source switch)."""
+        """Drops the carried dream: the ``r`` key, and a switch to other layers."""
         self.carry.reset()
 
     def apply(self, controls: Controls) -> None:
@@ -116,7 +124,7 @@ class Dreamer:
         self.frame_index += 1
         t0 = time.perf_counter()
         h, w = frame.shape[:2]
-        size = self.config.size_for(w, h)
+        size = self.size.size_for(w, h)
         small8 = frame if (w, h) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         gray = to_gray(small8)
         if not self.enabled:
@@ -131,7 +139,7 @@ class Dreamer:
             start,
             steps=self.steps,
             step_size=self.step_size * 255.0,
-            seed=(self.config.seed, self.frame_index),
+            seed=(self.seed, self.frame_index),
             channels=self.channels,
             guided=self.guided,
         )
@@ -158,7 +166,7 @@ class Dreamer:
 
 def dream_image(
     image: np.ndarray,
-    config: DreamConfig,
+    dream: ResolvedDream,
     *,
     step: DreamStep | None = None,
     max_side: int = 1280,
@@ -170,15 +178,16 @@ def dream_image(
 
     Args:
         image: (H, W, 3) uint8 BGR.
-        config: ``octaves``, ``octave_scale``, ``octave_steps`` and ``step_size`` are used.
-        step: a built step (built from ``config`` when None).
+        dream: its channels, guide and settings' ``octaves``, ``octave_scale``,
+            ``octave_steps``, ``step_size`` and ``seed`` are used.
+        step: a built step (built from ``dream`` when None).
         max_side: the largest octave's long side; a bigger photo gets its detail upscaled.
 
     Returns:
         (H, W, 3) uint8 BGR.
     """
-    step = step if step is not None else build_step(config)
-    channels = check_channels(get_spec(config.model), step.model.layers, config.channels)
+    step = step if step is not None else build_step(dream)
+    config = dream.settings
     h, w = image.shape[:2]
     top = min(1.0, max_side / max(h, w))
     base = image.astype(np.float32)
@@ -195,8 +204,8 @@ def dream_image(
             steps=config.octave_steps,
             step_size=config.step_size * 255.0,
             seed=(config.seed, octave),
-            channels=channels,
-            guided=config.guide is not None,
+            channels=dream.channels,
+            guided=dream.guided,
         )
         detail = dreamed - octave_base
     assert detail is not None  # octaves >= 1, checked at the door

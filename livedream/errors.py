@@ -24,6 +24,25 @@ class LayerError(ModelError):
     """A layer name the chosen model does not have."""
 
 
+class UnknownLayerError(LayerError):
+    """A layer the model does not have; carries ``model``, ``layer`` and the ``valid`` ones."""
+
+    def __init__(self, model: str, layer: str, valid: tuple[str, ...]) -> None:
+        self.model, self.layer, self.valid = model, layer, valid
+        super().__init__(f"model {model} has no layer {layer!r}: pick from {', '.join(valid)}")
+
+
+class ChannelRangeError(LayerError):
+    """A channel number beyond its layer's ``count``; carries ``model``, ``layer``, ``channel``."""
+
+    def __init__(self, model: str, layer: str, count: int, channel: int) -> None:
+        self.model, self.layer, self.count, self.channel = model, layer, count, channel
+        super().__init__(
+            f"layer {layer} of {model} has {count} channels, got channel {channel}: "
+            f"pick channels from 0 to {count - 1}"
+        )
+
+
 class WeightsError(ModelError):
     """A weights file that is missing, unreadable or does not fit the model."""
 
@@ -61,7 +80,15 @@ class VirtualCameraError(LivedreamError):
 
 
 class AcceleratorMemoryError(LivedreamError):
-    """The accelerator ran out of memory at the chosen dream size."""
+    """The dream ran out of memory: ``size`` (w, h) or None, on the ``gpu`` or in host memory.
+
+    The message says what happened; the CLI adds what to do (the flags are its words).
+    """
+
+    def __init__(self, size: tuple[int, int] | None = None, *, gpu: bool = False) -> None:
+        self.size, self.gpu = size, gpu
+        at = "" if size is None else f" dreaming at {size[0]}x{size[1]}"
+        super().__init__(f"out of {'GPU ' if gpu else ''}memory{at}")
 
 
 class FaceDetectorError(LivedreamError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from livedream.errors import LayerError, ModelError, OfflineError, WeightsError
+from livedream.errors import ModelError, OfflineError, UnknownLayerError, WeightsError
 
 # Caffe-style means (B, G, R) of the HED weights; ImageNet VGG16 uses nearly the same ones.
 HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
@@ -157,48 +157,12 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def check_layers(spec: ModelSpec, layers: Sequence[str]) -> tuple[str, ...]:
-    """The layers to dream (the model's default when empty); raises ``LayerError``."""
+    """The layers to dream (the model's default when empty); raises ``UnknownLayerError``."""
     chosen = tuple(layers) or spec.default_layers
     for layer in chosen:
         if layer not in spec.layers:
-            valid = ", ".join(spec.layers)
-            raise LayerError(
-                f"model {spec.name} has no layer {layer!r}: pick from {valid} (--layers A,B)"
-            )
+            raise UnknownLayerError(spec.name, layer, spec.layers)
     return chosen
-
-
-def check_channels(spec: ModelSpec, layers: Sequence[str], channels: Channels) -> Channels:
-    """Resolves ``--channels`` against the dreamed ``layers``; raises ``LayerError``.
-
-    A layer of ``""`` means the one layer dreamed. Channels given twice for a layer merge.
-    """
-    chosen = check_layers(spec, layers)
-    merged: dict[str, set[int]] = {}
-    for layer, numbers in channels:
-        name = layer
-        if not name:
-            if len(chosen) != 1:
-                raise LayerError(
-                    f"--channels {','.join(map(str, numbers))} names no layer but "
-                    f"{len(chosen)} layers are dreamed ({', '.join(chosen)}): "
-                    "write LAYER:C1,C2 (e.g. --channels block4_conv3:12,77)"
-                )
-            name = chosen[0]
-        if name not in chosen:
-            raise LayerError(
-                f"--channels names layer {name!r}, which is not dreamed ({', '.join(chosen)}): "
-                "add it to --layers or name a dreamed layer"
-            )
-        count = spec.channel_count(name)
-        bad = [c for c in numbers if not 0 <= c < count]
-        if bad:
-            raise LayerError(
-                f"layer {name} of {spec.name} has {count} channels, got channel {bad[0]}: "
-                f"pick channels from 0 to {count - 1}"
-            )
-        merged.setdefault(name, set()).update(numbers)
-    return tuple((name, tuple(sorted(numbers))) for name, numbers in merged.items())
 
 
 def hed_weights_path() -> Path:

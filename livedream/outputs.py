@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
 
-from livedream.config import RunConfig
+from livedream.encode import DEFAULT_QUALITY
 from livedream.errors import VirtualCameraError
 from livedream.media import Frame
 from livedream.plan import RunPlan
@@ -23,7 +24,9 @@ from livedream.sources import Source, VideoFileSource
 
 log = logging.getLogger(__name__)
 
-VCAM_BACKEND_ENV = "LIVEDREAM_VCAM_BACKEND"  # a pyvirtualcam backend name, e.g. obs
+# A pyvirtualcam backend name, e.g. obs: one backend instead of trying each (README, Virtual
+# camera); the tests point it at a fake backend.
+VCAM_BACKEND_ENV = "LIVEDREAM_VCAM_BACKEND"
 
 
 class Outputs:
@@ -40,46 +43,54 @@ class Outputs:
     @classmethod
     def open(
         cls,
-        config: RunConfig,
         plan: RunPlan,
         source: Source,
         *,
+        output: Path | None = None,
+        overwrite: bool = False,
+        quality: int = DEFAULT_QUALITY,
+        virtual_cam: str | None = None,
         preview: Callable[[], Sink] | None = None,
     ) -> Outputs:
-        """Opens what ``config`` and ``plan`` ask for; closes what opened when one fails.
+        """Opens what ``plan`` and the output flags ask for; closes what opened when one fails.
 
         Args:
+            plan: still or stream, the fps, the preview, real-time recording.
+            source: the opened input (its size, and its sound for a video file).
+            output: ``--output``: an image (a still plan) or video file; None: none.
+            overwrite: ``--overwrite`` an existing file.
+            quality: ``--quality``, x264's CRF scale.
+            virtual_cam: ``--virtual-cam``: None off, "" the first free device, else a path.
             preview: builds the preview window, when the plan shows one.
         """
         sinks: list[Sink] = []
         try:
             if plan.preview and preview is not None:
                 sinks.append(preview())
-            if config.output is not None:
+            if output is not None:
                 if plan.still:
-                    sinks.append(ImageFileSink(config.output, overwrite=config.overwrite))
+                    sinks.append(ImageFileSink(output, overwrite=overwrite))
                 else:
                     sinks.append(
                         VideoFileSink(
-                            config.output,
+                            output,
                             width=source.width,
                             height=source.height,
                             fps=plan.fps,
-                            overwrite=config.overwrite,
+                            overwrite=overwrite,
                             realtime=plan.realtime_recording,
-                            quality=config.quality,
+                            quality=quality,
                             # The input's sound goes along (none from a camera or a photo).
                             audio_from=source.path if isinstance(source, VideoFileSource) else None,
                         )
                     )
-            if config.virtual_cam is not None:
+            if virtual_cam is not None:
                 sinks.append(
                     VirtualCameraSink(
                         width=source.width,
                         height=source.height,
                         fps=plan.fps,
-                        device=config.virtual_cam or None,
-                        # Advanced and for tests: one pyvirtualcam backend instead of trying each.
+                        device=virtual_cam or None,
                         backend=os.environ.get(VCAM_BACKEND_ENV) or None,
                     )
                 )

@@ -1,8 +1,9 @@
 """The run plan: what kind of run this is, decided once at the door and frozen.
 
-``check_request`` looks at the flags alone (before any camera, file or TensorFlow is opened);
-``plan_run`` looks at the opened source too and decides everything the run then follows:
-a still photo or a stream, live or not, the pace, the frame total, the preview.
+``check_request`` looks at the flags alone (before any camera, file or TensorFlow is opened)
+and returns the checked ``Look`` (``livedream.resolve``); ``plan_run`` looks at the opened
+source too and decides everything the run then follows: a still photo or a stream, live or not,
+the pace, the frame total and cap, the face strength, the preview.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from livedream.config import LIVE_FACE_STRENGTH, RunConfig
-from livedream.errors import SinkError, SourceError, UsageError
+from livedream.errors import SinkError, UsageError
 from livedream.media import is_image_path
+from livedream.resolve import Look, check_look
 from livedream.sources import ImageSource, Source
 
 
@@ -26,6 +28,7 @@ class RunPlan:
         preview: show the preview window.
         pace_fps: read the source at this rate (a file or photo played live); None: as it comes.
         max_frames: stop capturing after this many frames (a file render); None: no limit.
+        frame_cap: stop after this many output frames (``--max-frames``, any run); None: none.
         total: frames a file render will produce (the progress bar); None for a live run.
         fps: the rate outputs run at (the recording, the virtual camera).
         realtime_recording: the recording keeps real time by holding frames (a camera).
@@ -43,29 +46,28 @@ class RunPlan:
     realtime_recording: bool
     dream_every: int
     face_strength: float = 1.0
+    frame_cap: int | None = None
 
 
-def check_request(config: RunConfig) -> None:
+def check_request(config: RunConfig) -> Look:
     """Checks what can be checked before a camera, a file or TensorFlow is opened.
 
-    The model and its layers, ``--channels``, a ``--guide`` image, a ``--weights`` file, the
-    ``--output`` path (folder, rights, an existing file) and an explicit ``--preview``: each
-    fails here in one line, in well under a second, instead of after the model has loaded.
+    The model and its layers, ``--channels``, a ``--guide`` image (decoded here, once), a
+    ``--weights`` file, the ``--output`` path (folder, rights, an existing file) and an
+    explicit ``--preview``: each fails here in one line, in well under a second, instead of
+    after the model has loaded.
+
+    Returns:
+        The checked look, for ``resolve_dream`` once the device is known.
 
     Raises:
         LayerError, WeightsError, SourceError, SinkError, DisplayError: with a one-line reason.
     """
     from livedream.display import check_display
-    from livedream.models import check_channels, check_weights_file, get_spec
+    from livedream.models import check_weights_file
     from livedream.sinks import check_output_path
 
-    check_channels(get_spec(config.dream.model), config.dream.layers, config.dream.channels)
-    if config.dream.guide is not None:
-        # A guide must be an image OpenCV reads: the photo input's own checks, made early.
-        try:
-            ImageSource(config.dream.guide, repeat=False).close()
-        except SourceError as exc:
-            raise SourceError(f"--guide: {exc}") from None
+    look = check_look(config.dream)
     if config.dream.weights is not None:
         # The same check load_model() makes in the dream thread, made early.
         check_weights_file(config.dream.weights)
@@ -73,6 +75,7 @@ def check_request(config: RunConfig) -> None:
         check_output_path(config.output, overwrite=config.overwrite)
     if config.preview:
         check_display()
+    return look
 
 
 def plan_run(config: RunConfig, source: Source) -> RunPlan:
@@ -83,13 +86,14 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
             or nothing at all to show the dream on.
     """
     from livedream.display import has_display
+    from livedream.encode import VIDEO_EXTENSIONS
 
     photo = isinstance(source, ImageSource)
     if is_image_path(config.output):
         if not photo:
             raise SinkError(
                 f"--output {config.output} is an image but the input is a video; "
-                "give a video file (.mp4 .avi .mkv .mov)"
+                f"give a video file ({' '.join(VIDEO_EXTENSIONS)})"
             )
         return RunPlan(
             still=True,
@@ -102,6 +106,7 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
             realtime_recording=False,
             dream_every=1,
             face_strength=face_strength(config, live=False),
+            frame_cap=1,
         )
     records = config.output is not None
     if photo and records and config.max_frames is None:
@@ -143,6 +148,7 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
         realtime_recording=source.is_live and records,
         dream_every=1 if live else config.dream_every,
         face_strength=face_strength(config, live=live),
+        frame_cap=config.max_frames,
     )
 
 

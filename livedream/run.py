@@ -17,13 +17,13 @@ from rich.console import Console
 
 from livedream.config import RunConfig
 from livedream.controls import Controls
-from livedream.dream import Dreamer, choose_variant, detect_device
+from livedream.dream import Dreamer
 from livedream.faces import FaceTracker, HaarDetector, protect_photo
-from livedream.models import Channels, get_spec
 from livedream.outputs import Outputs
 from livedream.pipeline import Stats, make_pipeline
-from livedream.plan import RunPlan, plan_run
+from livedream.plan import RunPlan
 from livedream.preview import KeyHandler, PreviewWindow, describe_channels, loading_frame
+from livedream.resolve import ResolvedDream
 from livedream.runtime import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Interrupts, print_error
 from livedream.sinks import Sink
 from livedream.sources import ImageSource, Source
@@ -35,9 +35,28 @@ SLOW_HINT_AFTER = 20  # output frames into a live run: the dream's fps has settl
 SLOW_HINT_FPS = 8.0  # below this a live picture looks sluggish
 
 
+def open_outputs(
+    config: RunConfig,
+    plan: RunPlan,
+    source: Source,
+    preview: Callable[[], Sink] | None = None,
+) -> Outputs:
+    """The outputs the output flags of ``config`` ask for, as ``plan`` runs them."""
+    return Outputs.open(
+        plan,
+        source,
+        output=config.output,
+        overwrite=config.overwrite,
+        quality=config.quality,
+        virtual_cam=config.virtual_cam,
+        preview=preview,
+    )
+
+
 def run_still(
     config: RunConfig,
     plan: RunPlan,
+    dream: ResolvedDream,
     source: ImageSource,
     console: Console,
     interrupts: Interrupts | None = None,
@@ -50,9 +69,9 @@ def run_still(
     from livedream.dream import dream_image
 
     detector = HaarDetector() if plan.face_strength < 1.0 else None  # fails before the dream
-    with Outputs.open(config, plan, source) as outputs:
+    with open_outputs(config, plan, source) as outputs:
         with console.status("dreaming the photo in octaves..."):
-            image = dream_image(source.image, config.dream)
+            image = dream_image(source.image, dream)
             image = protect_photo(source.image, image, plan.face_strength, detector)
         if interrupts is not None:
             interrupts.defer()
@@ -62,52 +81,42 @@ def run_still(
     return EXIT_OK
 
 
-def layer_presets(config: RunConfig) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """The layers the dream starts on, and the presets ``l`` cycles through (those included)."""
-    spec = get_spec(config.dream.model)
-    current = config.dream.layers or spec.default_layers
-    presets = list(spec.presets)
-    if config.dream.layers and config.dream.layers not in presets:
-        presets.insert(0, config.dream.layers)
-    return current, presets
-
-
-def channel_presets(config: RunConfig, controls: Controls) -> list[tuple[str, Channels]]:
-    """The (name, channels) looks ``c`` cycles through: the model's, after ``--channels``."""
-    presets = [(p.name, p.selection) for p in get_spec(config.dream.model).channel_presets]
-    if controls.channels and controls.channels not in [c for _, c in presets]:
-        presets.insert(0, ("--channels", controls.channels))
-    return presets
-
-
 class StreamRun:
     """A stream (webcam, video file, photo shown live) through the pipeline to the outputs.
 
     Args:
-        config: the run's settings.
+        config: the run's flags (outputs, ``--mirror``, ``--hud``).
         source: the opened input; closed when the run ends.
         console: where the status table or progress bar goes.
-        plan: decided by ``plan_run`` (made here when None).
+        plan: decided by ``plan_run``.
+        dream: decided by ``resolve_dream``.
     """
 
     def __init__(
-        self, config: RunConfig, source: Source, console: Console, *, plan: RunPlan | None = None
+        self,
+        config: RunConfig,
+        source: Source,
+        console: Console,
+        *,
+        plan: RunPlan,
+        dream: ResolvedDream,
     ) -> None:
-        self.config = config
         self.source = source
         self.console = console
-        self.plan = plan if plan is not None else plan_run(config, source)
-        layers, presets = layer_presets(config)
-        self.controls = Controls.from_config(config, layers, face_strength=self.plan.face_strength)
+        self.plan = plan
+        self.dream = dream
+        self.controls = Controls.from_dream(
+            dream, mirror=config.mirror, face_strength=plan.face_strength
+        )
         self.keys = KeyHandler(
             self.controls,
-            presets,
+            list(dream.layer_presets),
             hud=config.hud,
-            channel_presets=channel_presets(config, self.controls),
+            channel_presets=list(dream.channel_presets),
         )
         self.pipeline = make_pipeline(
             source,
-            _make_dreamer(config),
+            _make_dreamer(dream),
             live=self.plan.live,
             pace_fps=self.plan.pace_fps,
             controls=self.controls,
@@ -115,7 +124,7 @@ class StreamRun:
             dream_every=self.plan.dream_every,
             faces=FaceTracker() if self.plan.face_strength < 1.0 else None,
         )
-        self.outputs = Outputs.open(config, self.plan, source, preview=self._window)
+        self.outputs = open_outputs(config, plan, source, preview=self._window)
 
     def _window(self) -> Sink:
         return PreviewWindow(
@@ -131,15 +140,14 @@ class StreamRun:
 
     def info(self) -> dict[str, str]:
         """The rows of the status table and the overlay: what is dreamed, as the keys set it."""
-        source, dream, c = self.source, self.config.dream, self.controls
-        w, h = dream.size_for(source.width, source.height)
-        precision, compile_mode = choose_variant(dream.precision, dream.compile, detect_device())
+        source, dream, c = self.source, self.dream, self.controls
+        w, h = dream.size.size_for(source.width, source.height)
         return {
             "input": f"{source.name} {source.width}x{source.height} @ {source.fps:.3g} fps"
             + (f", {source.status}" if source.status else ""),
-            "model": f"{dream.model} ({','.join(c.layers)})",
+            "model": f"{dream.spec.name} ({','.join(c.layers)})",
             "dream": f"{w}x{h}, {c.steps} steps of {c.step_size:.4f}, "
-            f"flow {'on' if c.flow else 'off'}, {precision}, {compile_mode}"
+            f"flow {'on' if c.flow else 'off'}, {dream.precision}, {dream.compile_mode}"
             + ("" if c.enabled else ", off"),
             "faces": self._faces_row(),
             **self._look(),
@@ -147,12 +155,12 @@ class StreamRun:
 
     def _look(self) -> dict[str, str]:
         """The ``look`` row (channels, guide) once either is in play; none otherwise."""
-        c, guide = self.controls, self.config.dream.guide
+        c, guide = self.controls, self.dream.guide_name
         if not c.channels and guide is None:
             return {}
         text = f"channels {describe_channels(c.channels)}"
         if guide is not None:
-            text += f", guide {guide.name} {'on' if c.guide else 'off'}"
+            text += f", guide {guide} {'on' if c.guide else 'off'}"
         return {"look": text}
 
     def _faces_row(self) -> str:
@@ -185,7 +193,7 @@ class StreamRun:
                 with display:
                     self._loop(display)
                     pipeline.stop()  # the threads end; what they already dreamed stays queued
-                    limit = self.config.max_frames
+                    limit = self.plan.frame_cap
                     while limit is None or self.stats.output < limit:
                         if (frame := pipeline.next_frame(0)) is None:
                             break
@@ -210,13 +218,13 @@ class StreamRun:
         return EXIT_OK
 
     def _wait_for_model(self, interrupts: Interrupts) -> None:
-        with self.console.status(f"loading {self.config.dream.model} and compiling the dream..."):
+        with self.console.status(f"loading {self.dream.spec.name} and compiling the dream..."):
             while not self.pipeline.ready.wait(0.03) and not interrupts.requested.is_set():
                 self.outputs.idle()
 
     def _loop(self, display: StatusDisplay) -> None:
         pipeline, outputs, stats = self.pipeline, self.outputs, self.stats
-        max_frames = self.config.max_frames
+        max_frames = self.plan.frame_cap
 
         def idle() -> None:  # while the dream works on the next frame
             outputs.idle()
@@ -258,8 +266,8 @@ class StreamRun:
         )
 
 
-def _make_dreamer(config: RunConfig) -> Callable[[], Dreamer]:
+def _make_dreamer(dream: ResolvedDream) -> Callable[[], Dreamer]:
     def make() -> Dreamer:
-        return Dreamer(config.dream)
+        return Dreamer(dream)
 
     return make

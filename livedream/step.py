@@ -7,17 +7,17 @@ are inputs of the compiled function, not constants baked into it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
-from livedream.config import DreamConfig
-from livedream.device import choose_variant, detect_device
-from livedream.errors import AcceleratorMemoryError, LayerError, SourceError, UsageError
+from livedream.errors import AcceleratorMemoryError, ChannelRangeError
 from livedream.models import Channels, FeatureModel, load_model
+
+if TYPE_CHECKING:
+    from livedream.resolve import ResolvedDream
 
 KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
@@ -31,7 +31,7 @@ MAX_GUIDE_VECTORS = 1024
 class DreamStep:
     """K DeepDream gradient-ascent steps, compiled once per dream shape.
 
-    Loss = sum over layers of weight x objective (in float32). The plain objective is the mean
+    Loss = sum over layers of the objective (in float32). The plain objective is the mean
     over positions of the channel-weighted sum of activations (all-ones/C weights: the mean
     activation; chosen channels: the mean of those only). The guided one (the deepdream
     notebook's "Controlling dreams") is the mean over positions of the largest dot product of
@@ -45,11 +45,11 @@ class DreamStep:
 
     Args:
         model: the network, truncated to the dreamed layers.
-        layer_weights: one per layer (default 1.0 each).
         compile_mode: graph, xla or eager.
         jitter: max random roll in pixels.
         guide: the guide image, (H, W, 3) uint8 BGR, or None; its features are computed once
             per dream size (it is resized to it).
+        gpu: it runs on a GPU (an out-of-memory error says so).
 
     Thread: the thread that calls it (the dream thread); TensorFlow objects stay there.
     """
@@ -58,21 +58,16 @@ class DreamStep:
         self,
         model: FeatureModel,
         *,
-        layer_weights: Sequence[float] = (),
         compile_mode: str = "graph",
         jitter: int = 16,
         guide: np.ndarray | None = None,
+        gpu: bool = False,
     ) -> None:
-        if layer_weights and len(layer_weights) != len(model.layers):
-            raise UsageError(
-                f"got {len(layer_weights)} layer weights for {len(model.layers)} layers "
-                f"({', '.join(model.layers)}): give one weight per layer"
-            )
         self.model = model
         self.compile_mode = compile_mode
         self.jitter = jitter
         self.guide = guide
-        self._weights = tuple(float(w) for w in layer_weights) or (1.0,) * len(model.layers)
+        self.gpu = gpu
         self._compiled: dict[tuple[int, int], Callable[..., Any]] = {}
         self.traces = 0  # how many times a graph was traced: once per dream shape
         self._loss_scale = 1024.0 if model.dtype == "mixed_float16" else 1.0
@@ -90,7 +85,7 @@ class DreamStep:
         every channel weighs 1/C (the plain mean).
 
         Raises:
-            LayerError: a channel number beyond the layer's channel count.
+            ChannelRangeError: a channel number beyond the layer's channel count.
         """
         weights = self._channel_weights.get(channels)
         if weights is not None:
@@ -106,10 +101,7 @@ class DreamStep:
                 if numbers:
                     bad = [c for c in numbers if not 0 <= c < count]
                     if bad:
-                        raise LayerError(
-                            f"layer {layer} of {self.model.name} has {count} channels, got "
-                            f"channel {bad[0]}: pick channels from 0 to {count - 1}"
-                        )
+                        raise ChannelRangeError(self.model.name, layer, count, bad[0])
                     vector[list(numbers)] = 1.0 / len(numbers)
             vectors.append(tf.constant(vector))  # (C,) float32
         weights = tuple(vectors)
@@ -151,13 +143,13 @@ class DreamStep:
         """Scalar float32 loss of a (H, W, 3) float32 BGR image in [0, 255]."""
         activations = self.model.features(image[None])
         losses = []
-        for w, a, cw, g in zip(self._weights, activations, channel_weights, guide, strict=True):
+        for a, cw, g in zip(activations, channel_weights, guide, strict=True):
             flat = tf.reshape(tf.cast(a, tf.float32), [-1, tf.shape(a)[-1]])  # (N, C)
             weighted = flat * cw  # (N, C): the chosen channels only
             plain = tf.reduce_mean(tf.reduce_sum(weighted, axis=1))
             # Each frame vector's best match among the guide's: (N, M) dot products, max over M.
             guided = tf.reduce_mean(tf.reduce_max(tf.matmul(weighted, g, transpose_b=True), 1))
-            losses.append(w * ((1.0 - guide_weight) * plain + guide_weight * guided))
+            losses.append((1.0 - guide_weight) * plain + guide_weight * guided)
         return tf.add_n(losses)
 
     def _run(
@@ -259,11 +251,7 @@ class DreamStep:
                 guide_weight,
             )
         except tf.errors.ResourceExhaustedError:
-            where = "GPU " if detect_device().kind == "gpu" else ""
-            raise AcceleratorMemoryError(
-                f"out of {where}memory dreaming at {w}x{h}: "
-                "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
-            ) from None
+            raise AcceleratorMemoryError((w, h), gpu=self.gpu) from None
         return out.numpy(), float(loss)
 
     def objective(
@@ -281,31 +269,19 @@ class DreamStep:
         )
 
 
-def load_guide(path: Path) -> np.ndarray:
-    """The guide image at ``path``, (H, W, 3) uint8 BGR; raises ``SourceError`` (one line)."""
-    from livedream.sources.files import ImageSource
-
-    try:
-        source = ImageSource(path, repeat=False)
-    except SourceError as exc:
-        raise SourceError(f"--guide: {exc}") from None
-    source.close()  # the still stays readable: it was decoded on opening
-    return np.array(source.image)
-
-
-def build_step(config: DreamConfig, layers: Sequence[str] | None = None) -> DreamStep:
-    """Loads the model of ``config`` (at its resolved precision) and wraps it in a step."""
-    precision, compile_mode = choose_variant(config.precision, config.compile, detect_device())
+def build_step(dream: ResolvedDream, layers: Sequence[str] | None = None) -> DreamStep:
+    """Loads the model of ``dream`` at its decided precision (on ``layers``, the dream's own
+    when None) and wraps it in a step with the guide decoded at the door."""
     model = load_model(
-        config.model,
-        config.layers if layers is None else layers,
-        weights=config.weights,
-        dtype=KERAS_POLICY[precision],
+        dream.spec.name,
+        dream.layers if layers is None else layers,
+        weights=dream.settings.weights,
+        dtype=KERAS_POLICY[dream.precision],
     )
     return DreamStep(
         model,
-        layer_weights=config.layer_weights if layers is None else (),
-        compile_mode=compile_mode,
-        jitter=config.jitter,
-        guide=None if config.guide is None else load_guide(config.guide),
+        compile_mode=dream.compile_mode,
+        jitter=dream.settings.jitter,
+        guide=dream.guide,
+        gpu=dream.device.kind == "gpu",
     )

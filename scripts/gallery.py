@@ -22,6 +22,7 @@ import numpy as np
 from livedream.config import DreamConfig
 from livedream.dream import Dreamer, DreamStep, build_step
 from livedream.models import Channels, get_spec
+from livedream.resolve import resolve_here
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "livedream" / "data" / "sample.mp4"
@@ -79,8 +80,8 @@ def dream(
     """``frame`` dreamed ``n`` times over, carrying the dream as a live run does."""
     key = (config.layers, config.guide)
     if key not in steps:
-        steps[key] = build_step(config)
-    dreamer = Dreamer(config, step=steps[key])
+        steps[key] = build_step(resolve_here(config))
+    dreamer = Dreamer(resolve_here(config), step=steps[key])
     out = frame
     for _ in range(n):
         out = dreamer(frame)

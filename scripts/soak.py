@@ -123,12 +123,14 @@ def soak(args: argparse.Namespace) -> Figures:
     from livedream.config import DreamConfig
     from livedream.dream import Dreamer
     from livedream.pipeline import LivePipeline
+    from livedream.resolve import resolve_here
     from livedream.sinks import NullSink
     from livedream.sources import SyntheticSource
 
     width, height = args.size
     config = DreamConfig(layers=args.layers, dream_size=args.dream_size, precision=args.precision)
-    dream_w, dream_h = config.size_for(width, height)
+    dream = resolve_here(config)
+    dream_w, dream_h = dream.size.size_for(width, height)
     source = SyntheticSource(width=width, height=height, fps=args.fps, frames=args.frames)
     sink = NullSink()
     warmup = max(1, min(args.warmup, args.frames // 10))
@@ -137,7 +139,7 @@ def soak(args: argparse.Namespace) -> Figures:
 
     threads_before = threading.active_count()
     started = time.perf_counter()
-    pipeline = LivePipeline(source, lambda: Dreamer(config), pace_fps=args.fps)
+    pipeline = LivePipeline(source, lambda: Dreamer(dream), pace_fps=args.fps)
     with sink:
         pipeline.start()
         try:

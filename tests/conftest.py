@@ -79,10 +79,11 @@ def write_video() -> WriteVideo:
 def build_shared_step() -> Callable[[DreamConfig], DreamStep]:
     """``(config) -> DreamStep``: built once per model setting for the whole session.
 
-    Only what ``build_step`` builds from (model, weights, layers, layer weights, guide,
+    Only what ``build_step`` builds from (model, weights, layers, guide,
     precision, compile mode, jitter) tells builds apart; the dream size does not.
     """
     from livedream.dream import build_step
+    from livedream.resolve import resolve_here
 
     built: dict[tuple[object, ...], DreamStep] = {}
 
@@ -91,14 +92,13 @@ def build_shared_step() -> Callable[[DreamConfig], DreamStep]:
             config.model,
             config.weights,
             config.layers,
-            config.layer_weights,
             config.guide,
             config.precision,
             config.compile,
             config.jitter,
         )
         if key not in built:
-            built[key] = build_step(config)
+            built[key] = build_step(resolve_here(config))
         return built[key]
 
     return get

@@ -516,3 +516,15 @@ def region_means(diff: np.ndarray, box: tuple[float, float, float, float]) -> tu
     inside = np.zeros(diff.shape[:2], bool)
     inside[y : y + h, x : x + w] = True
     return float(diff[inside].mean()), float(diff[~inside].mean())
+
+
+def stream_run(config: Any, source: Any, console: Any) -> Any:
+    """A ``StreamRun`` as the CLI makes it: the request checked, the run planned, the dream
+    resolved for this machine."""
+    from livedream.device import detect_device
+    from livedream.plan import check_request, plan_run
+    from livedream.resolve import resolve_dream
+    from livedream.run import StreamRun
+
+    dream = resolve_dream(check_request(config), detect_device())
+    return StreamRun(config, source, console, plan=plan_run(config, source), dream=dream)

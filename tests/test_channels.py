@@ -14,8 +14,9 @@ from livedream.cli import main
 from livedream.controls import Controls
 from livedream.dream import Dreamer, DreamStep
 from livedream.errors import LayerError
-from livedream.models import MODELS, Channels, check_channels, get_spec
+from livedream.models import MODELS, Channels, get_spec
 from livedream.preview import KeyHandler
+from livedream.resolve import check_channels, resolve_here
 
 SAMPLE = Path(__file__).resolve().parents[1] / "livedream" / "data" / "sample.mp4"
 SIZE = (64, 48)  # SHARED_DREAM's dream size
@@ -171,7 +172,7 @@ def dream_once(dreamer: Dreamer, controls: Controls, frame: np.ndarray) -> np.nd
 
 def test_keys_c_and_g_change_the_picture_live(guided_step: DreamStep) -> None:
     config = SHARED_DREAM
-    dreamer = Dreamer(config, step=guided_step)
+    dreamer = Dreamer(resolve_here(config), step=guided_step)
     controls = Controls(steps=2, step_size=0.02, flow=True, layers=dreamer.layers)
     controls.has_guide = controls.guide = True
     keys = KeyHandler(controls, [dreamer.layers], channel_presets=[("five", ONE)])

@@ -22,6 +22,7 @@ from helpers import (
     overlay_scores,
     photo,
     read_video,
+    stream_run,
     wait_for,
     write_textured_video,
 )
@@ -392,14 +393,13 @@ def test_a_terminal_shows_a_progress_bar_that_ends_at_100_percent(
     from rich.console import Console
 
     from livedream.args import parse_args
-    from livedream.run import StreamRun
     from livedream.sources import open_source
 
     clip = write_video(tmp_path / "in.avi", frames=12)
     config, _ = parse_args(["-i", str(clip), "-o", str(tmp_path / "out.avi"), *FAST])
     console = Console(force_terminal=True, record=True, width=120, height=60)
     with open_source(config.input) as source:
-        assert StreamRun(config, source, console).run() == 0
+        assert stream_run(config, source, console).run() == 0
     text = console.export_text()
     assert "dreaming" in text
     assert "12/12" in text
@@ -409,7 +409,6 @@ def test_a_terminal_shows_the_live_status_table(tmp_path: Path, vcam_env: FakeCa
     from rich.console import Console
 
     from livedream.args import parse_args
-    from livedream.run import StreamRun
     from livedream.sources import open_source
 
     photo(tmp_path / "photo.png")
@@ -417,7 +416,7 @@ def test_a_terminal_shows_the_live_status_table(tmp_path: Path, vcam_env: FakeCa
     config, _ = parse_args([*args, "6", *FAST])
     console = Console(force_terminal=True, record=True, width=120, height=60)
     with open_source(config.input, fps=config.fps) as source:
-        assert StreamRun(config, source, console).run() == 0
+        assert stream_run(config, source, console).run() == 0
     text = console.export_text()
     for row in ("capture", "dream", "output", "latency", "p95", "dream age", "6 out", "dropped"):
         assert row in text

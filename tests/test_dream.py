@@ -9,6 +9,7 @@ from conftest import SHARED_DREAM
 from livedream.config import DreamConfig
 from livedream.dream import Device, Dreamer, DreamStep, build_step, choose_variant, dream_image
 from livedream.errors import UsageError
+from livedream.resolve import resolve_here
 
 SMALL = SHARED_DREAM  # block3_conv3 at 64x48, float32
 
@@ -50,7 +51,7 @@ def test_dreamer_keeps_shape_dtype_and_colour_order(
     frame = scene(width, height)
     frame[..., 2] = 250  # a strongly red frame stays red: BGR order is preserved
     frame[..., 0] = 5
-    dreamer = Dreamer(SMALL, step=step)
+    dreamer = Dreamer(resolve_here(SMALL), step=step)
     out = frame
     for _ in range(3):
         out = dreamer(frame)
@@ -61,7 +62,7 @@ def test_dreamer_keeps_shape_dtype_and_colour_order(
 
 
 def test_compiled_step_traces_once_per_dream_size(step: DreamStep) -> None:
-    dreamer = Dreamer(SMALL, step=step)
+    dreamer = Dreamer(resolve_here(SMALL), step=step)
     before = step.traces
     for shift in range(6):
         dreamer(scene(96, 72, shift))
@@ -71,7 +72,9 @@ def test_compiled_step_traces_once_per_dream_size(step: DreamStep) -> None:
         dreamer(scene(96, 72, shift))
     assert step.traces == traces
     # A size no other test dreams at (the step is shared by the session).
-    other = Dreamer(DreamConfig(**{**SMALL.__dict__, "dream_size": (80, 56)}), step=step)
+    other = Dreamer(
+        resolve_here(DreamConfig(**{**SMALL.__dict__, "dream_size": (80, 56)})), step=step
+    )
     other(scene(96, 72))
     other(scene(96, 72, 1))
     assert step.traces == traces + 1
@@ -79,24 +82,24 @@ def test_compiled_step_traces_once_per_dream_size(step: DreamStep) -> None:
 
 def test_same_seed_same_output_other_seed_other_output(step: DreamStep) -> None:
     frame = scene()
-    a = Dreamer(SMALL, step=step)(frame)
-    b = Dreamer(SMALL, step=step)(frame)
-    c = Dreamer(DreamConfig(**{**SMALL.__dict__, "seed": 5}), step=step)(frame)
+    a = Dreamer(resolve_here(SMALL), step=step)(frame)
+    b = Dreamer(resolve_here(SMALL), step=step)(frame)
+    c = Dreamer(resolve_here(DreamConfig(**{**SMALL.__dict__, "seed": 5})), step=step)(frame)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a.astype(int) - c.astype(int)).mean() > 0.1
 
 
 def test_carry_deepens_the_dream_and_blend_zero_turns_it_off(step: DreamStep) -> None:
     frame = scene()
-    carried = Dreamer(SMALL, step=step)
-    fresh = Dreamer(DreamConfig(**{**SMALL.__dict__, "blend": 0.0}), step=step)
+    carried = Dreamer(resolve_here(SMALL), step=step)
+    fresh = Dreamer(resolve_here(DreamConfig(**{**SMALL.__dict__, "blend": 0.0})), step=step)
     for _ in range(4):
         deep = carried(frame)
         shallow = fresh(frame)
     strength = np.abs(deep.astype(int) - frame).mean()
     assert strength > 1.5 * np.abs(shallow.astype(int) - frame).mean()
     # blend = 0: every frame is dreamed from its own pixels only, so history does not matter.
-    alone = Dreamer(DreamConfig(**{**SMALL.__dict__, "blend": 0.0}), step=step)
+    alone = Dreamer(resolve_here(DreamConfig(**{**SMALL.__dict__, "blend": 0.0})), step=step)
     alone.frame_index = fresh.frame_index  # the same frame number, so the same jitter
     np.testing.assert_array_equal(alone(frame), fresh(frame))
     # reset() drops the carry: the next frame is as weak as a first frame.
@@ -106,7 +109,7 @@ def test_carry_deepens_the_dream_and_blend_zero_turns_it_off(step: DreamStep) ->
 
 
 def test_dream_off_passes_frames_through(step: DreamStep) -> None:
-    dreamer = Dreamer(SMALL, step=step)
+    dreamer = Dreamer(resolve_here(SMALL), step=step)
     dreamer.enabled = False
     frame = scene()
     assert dreamer(frame) is frame
@@ -115,7 +118,7 @@ def test_dream_off_passes_frames_through(step: DreamStep) -> None:
 def test_still_image_octaves_dream_the_whole_photo(step: DreamStep) -> None:
     photo = scene(120, 90)
     config = DreamConfig(**{**SMALL.__dict__, "octaves": 3, "octave_steps": 4})
-    out = dream_image(photo, config, step=step)
+    out = dream_image(photo, resolve_here(config), step=step)
     assert out.shape == photo.shape
     assert out.dtype == np.uint8
     assert np.abs(out.astype(int) - photo).mean() > 3.0
@@ -150,7 +153,7 @@ def test_every_variant_dreams(precision: str, mode: str, step: DreamStep) -> Non
         config = DreamConfig(
             layers=("block2_conv2",), dream_size=(48, 32), precision=precision, compile=mode
         )
-        variant_step = build_step(config)
+        variant_step = build_step(resolve_here(config))
     assert variant_step.compile_mode == mode
     image = scene(48, 32).astype(np.float32)
     dreamed, _ = variant_step(image, steps=3, step_size=3.0)

@@ -15,12 +15,12 @@ from conftest import SHARED_DREAM
 from helpers import FACE_BOX, face_photo, region_means
 
 from livedream.compositor import Compositor, Keyframe
-from livedream.config import RunConfig
 from livedream.controls import Controls
 from livedream.dream import Dreamer, DreamStep
 from livedream.faces import Face, FaceTracker, HaarDetector, face_mask
 from livedream.pipeline import RenderPipeline
 from livedream.preview import KeyHandler
+from livedream.resolve import check_look, resolve_here
 from livedream.sources import ImageSource
 from livedream.temporal import to_gray
 
@@ -41,14 +41,15 @@ def render(
 ) -> list[np.ndarray]:
     """The photo as a FRAMES-frame file render, protected at ``strength`` (``k``: the key
     pressed once before the run); the output frames."""
-    controls = Controls.from_config(RunConfig(), DREAM.layers, face_strength=strength)
+    dream = resolve_here(DREAM)
+    controls = Controls.from_dream(dream, face_strength=strength)
     controls.steps, controls.step_size = DREAM.steps, DREAM.step_size
     if k:
         assert KeyHandler(controls, []).handle(ord("k")) == "face protection off"
     source = ImageSource(photo_path)
     with RenderPipeline(
         source,
-        lambda: Dreamer(DREAM, step=step),
+        lambda: Dreamer(dream, step=step),
         controls=controls,
         max_frames=FRAMES,
         faces=FaceTracker() if tracker else None,
@@ -96,7 +97,7 @@ def test_strength_1_and_the_k_key_give_the_unprotected_picture(
 
 
 def test_k_says_so_when_the_flag_turned_protection_off() -> None:
-    controls = Controls.from_config(RunConfig(), ("block3_conv3",), face_strength=1.0)
+    controls = Controls.from_dream(check_look(DREAM), face_strength=1.0)
     note = KeyHandler(controls, []).handle(ord("k"))
     assert note == "face protection needs --face-strength below 1"
     assert controls.kept_on_faces == 1.0

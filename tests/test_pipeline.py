@@ -27,6 +27,7 @@ from livedream.pipeline import (
     apply_controls,
     make_pipeline,
 )
+from livedream.resolve import resolve_here
 from livedream.sources import SyntheticSource, VideoFileSource
 
 CONFIG = DreamConfig(**{**SHARED_DREAM.__dict__, "dream_size": (160, 120)})
@@ -35,6 +36,13 @@ CONFIG = DreamConfig(**{**SHARED_DREAM.__dict__, "dream_size": (160, 120)})
 @pytest.fixture
 def step(shared_step: DreamStep) -> DreamStep:
     return shared_step
+
+
+def make_dreamer(step: DreamStep) -> Callable[[], Dreamer]:
+    """The pipeline's dreamer on the shared ``step``; the dream is resolved here, not in the
+    dream thread."""
+    dream = resolve_here(CONFIG)
+    return lambda: Dreamer(dream, step=step)
 
 
 def collect(pipeline: Pipeline, count: int, timeout: float = 60.0) -> list[TimedFrame]:
@@ -54,9 +62,7 @@ def test_live_source_faster_than_the_dream_outputs_its_frames_in_order(
 ) -> None:
     source = SyntheticSource(width=320, height=240, fps=100.0)
     frames: list[TimedFrame] = []
-    with LivePipeline(
-        source, lambda: Dreamer(CONFIG, step=step), pace_fps=100.0, wait_for_dream=False
-    ) as pipeline:
+    with LivePipeline(source, make_dreamer(step), pace_fps=100.0, wait_for_dream=False) as pipeline:
         # Until 40 frames after the first dreamed one (the step compiles on its first call).
         for frame in pipeline:
             frames.append(frame)
@@ -82,7 +88,7 @@ def test_file_to_file_pipeline_loses_no_frame(
 ) -> None:
     clip = write_video(tmp_path / "clip.avi", frames=24, width=160, height=120)
     source = VideoFileSource(clip)
-    with RenderPipeline(source, lambda: Dreamer(CONFIG, step=step)) as pipeline:
+    with RenderPipeline(source, make_dreamer(step)) as pipeline:
         frames = collect(pipeline, 100)
     assert pipeline.ended
     assert [f.index for f in frames] == list(range(24))
@@ -91,14 +97,13 @@ def test_file_to_file_pipeline_loses_no_frame(
 
 
 def test_keys_change_what_they_say_in_the_dream(step: DreamStep) -> None:
-    from livedream.config import RunConfig
-    from livedream.models import get_spec
     from livedream.preview import KeyHandler
 
-    controls = Controls.from_config(RunConfig(dream=CONFIG), CONFIG.layers)
-    presets = get_spec("vgg16_hed").presets
-    keys = KeyHandler(controls, presets)
-    dreamer = Dreamer(CONFIG, step=step)
+    dream = resolve_here(CONFIG)
+    controls = Controls.from_dream(dream)
+    presets = dream.spec.presets
+    keys = KeyHandler(controls, list(presets))
+    dreamer = Dreamer(dream, step=step)
     frame = SyntheticSource(width=160, height=120).read()
     assert frame is not None
 
@@ -138,15 +143,14 @@ def test_keys_change_what_they_say_in_the_dream(step: DreamStep) -> None:
 def test_mirror_key_flips_the_captured_frames(step: DreamStep) -> None:
     from dataclasses import replace
 
-    from livedream.config import RunConfig
     from livedream.preview import KeyHandler
 
     source = SyntheticSource(width=160, height=120, fps=30.0, frames=3, live=False)
     expected = [source.frame_at(i)[:, ::-1] for i in range(3)]
-    controls = Controls.from_config(RunConfig(dream=CONFIG), CONFIG.layers)
+    controls = Controls.from_dream(resolve_here(CONFIG))
     controls = replace(controls, enabled=False)  # dream off: frames pass as captured
     KeyHandler(controls, [CONFIG.layers]).handle(ord("m"))  # the preview's mirror key
-    with RenderPipeline(source, lambda: Dreamer(CONFIG, step=step), controls=controls) as pipeline:
+    with RenderPipeline(source, make_dreamer(step), controls=controls) as pipeline:
         frames = collect(pipeline, 10)
     assert len(frames) == 3
     for frame, flipped in zip(frames, expected, strict=True):
@@ -180,10 +184,9 @@ def test_a_reset_requested_from_another_thread_is_taken_exactly_once() -> None:
 
 
 def test_r_key_resets_the_dream_once_in_the_dream_thread(step: DreamStep) -> None:
-    from livedream.config import RunConfig
     from livedream.preview import KeyHandler
 
-    controls = Controls.from_config(RunConfig(dream=CONFIG), CONFIG.layers)
+    controls = Controls.from_dream(resolve_here(CONFIG))
     keys = KeyHandler(controls, [CONFIG.layers])
     presses = [threading.Thread(target=keys.handle, args=(ord("r"),)) for _ in range(3)]
     for press in presses:  # three presses before the first frame: one reset
@@ -193,7 +196,7 @@ def test_r_key_resets_the_dream_once_in_the_dream_thread(step: DreamStep) -> Non
     resets: list[str] = []
 
     def make_dreamer() -> Dreamer:
-        dreamer = Dreamer(CONFIG, step=step)
+        dreamer = Dreamer(resolve_here(CONFIG), step=step)
         reset = dreamer.reset
 
         def counted() -> None:
@@ -238,9 +241,7 @@ class EarlyFrames(LivePipeline):
 
 def test_live_pipeline_composites_in_the_thread_that_takes_the_frames(step: DreamStep) -> None:
     source = SyntheticSource(width=160, height=120, fps=100.0)
-    pipeline = EarlyFrames(
-        source, lambda: Dreamer(CONFIG, step=step), pace_fps=100.0, wait_for_dream=False
-    )
+    pipeline = EarlyFrames(source, make_dreamer(step), pace_fps=100.0, wait_for_dream=False)
     threads: list[str] = []
     record_composites(pipeline, threads)
     frames: list[TimedFrame] = []
@@ -269,7 +270,7 @@ def test_render_pipeline_composites_in_the_dream_thread(
     step: DreamStep, tmp_path: Path, write_video: WriteVideo
 ) -> None:
     source = VideoFileSource(write_video(tmp_path / "clip.avi", frames=6, width=160, height=120))
-    pipeline = RenderPipeline(source, lambda: Dreamer(CONFIG, step=step), dream_every=3)
+    pipeline = RenderPipeline(source, make_dreamer(step), dream_every=3)
     threads: list[str] = []
     record_composites(pipeline, threads)
     with pipeline:
@@ -291,7 +292,7 @@ def test_the_run_gets_a_live_or_a_render_pipeline_two_small_classes(
     live: bool, kind: type[Pipeline], other: type[Pipeline]
 ) -> None:
     source = SyntheticSource(width=160, height=120, frames=1, live=False)
-    make: Callable[[], Dreamer] = lambda: Dreamer(CONFIG)  # noqa: E731 (never called)
+    make: Callable[[], Dreamer] = lambda: Dreamer(resolve_here(CONFIG))  # noqa: E731 (never called)
     pipeline = make_pipeline(source, make, live=live, dream_every=2, pace_fps=25.0)
     assert type(pipeline) is kind
     assert not isinstance(pipeline, other)

@@ -36,6 +36,7 @@ from helpers import (
     hidden_files,
     one_line,
     run_livedream,
+    stream_run,
 )
 from helpers import (
     write_video as write_clip,
@@ -48,7 +49,7 @@ from livedream.cli import main
 from livedream.dream import Dreamer, DreamStep
 from livedream.errors import SourceLostError
 from livedream.pipeline import LivePipeline, RenderPipeline
-from livedream.run import StreamRun
+from livedream.resolve import resolve_here
 from livedream.sinks import NullSink, VideoFileSink
 from livedream.sources import SyntheticSource, VideoFileSource, WebcamSource
 
@@ -61,7 +62,8 @@ EXIT_WITHIN = 2.0  # seconds from Ctrl-C or SIGTERM to exit (the issue's promise
 @pytest.fixture
 def tiny_dreamer(shared_step: DreamStep) -> Callable[[], Dreamer]:
     """Makes the pipeline's dreamer on the session's shared step (no model build per test)."""
-    return lambda: Dreamer(TINY, step=shared_step)
+    dream = resolve_here(TINY)  # here: the dream thread only builds the Dreamer
+    return lambda: Dreamer(dream, step=shared_step)
 
 
 @pytest.fixture
@@ -299,7 +301,7 @@ def test_lost_webcam_ends_the_run_with_the_recording_finalized(tmp_path: Path, c
     out = tmp_path / "call.mp4"
     config, _ = parse_args(["-i", "0", "-o", str(out), "--no-preview", *FAST])
     source = WebcamSource(str(clip), api=cv2.CAP_FFMPEG, lost_after=0.3)
-    run = StreamRun(config, source, Console(stderr=True, force_terminal=False))
+    run = stream_run(config, source, Console(stderr=True, force_terminal=False))
     with pytest.raises(SourceLostError, match="stopped delivering frames"):
         run.run()
     assert run.stats.output > 0

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import FAST, LivedreamProcess, WriteVideo
+from helpers import stream_run
 from netserve import MjpegServer, RangeFileServer, SilentServer, refused_port
 from rich.console import Console
 
@@ -269,12 +270,11 @@ def test_lost_stream_ends_the_run_with_the_recording_finalized(
     camera: MjpegServer, tmp_path: Path
 ) -> None:
     from livedream.args import parse_args
-    from livedream.run import StreamRun
 
     out = tmp_path / "call.mp4"
     config, _ = parse_args(["-i", camera.url, "-o", str(out), "--no-preview", *FAST])
     source = StreamSource(camera.url, reconnect_for=1.0, **QUICK)
-    run = StreamRun(config, source, Console(stderr=True, force_terminal=False))
+    run = stream_run(config, source, Console(stderr=True, force_terminal=False))
     threading.Timer(3.0, camera.down.set).start()
     with pytest.raises(SourceLostError, match="did not come back within 1 s"):
         run.run()

@@ -10,6 +10,7 @@ from helpers import MEDIA_DIR
 
 from livedream.config import DreamConfig
 from livedream.dream import Dreamer, DreamStep
+from livedream.resolve import resolve_here
 from livedream.temporal import FlowEstimator, consistency, flicker, to_gray, warp
 
 
@@ -63,8 +64,8 @@ def test_flow_carry_flickers_less_than_no_carry(shared_step: DreamStep) -> None:
     config = DreamConfig(**{**SHARED_DREAM.__dict__, "dream_size": (160, 68)})
     step = shared_step
     clip = moving_clip()
-    carried = Dreamer(config, step=step)
-    fresh = Dreamer(DreamConfig(**{**config.__dict__, "blend": 0.0}), step=step)
+    carried = Dreamer(resolve_here(config), step=step)
+    fresh = Dreamer(resolve_here(DreamConfig(**{**config.__dict__, "blend": 0.0})), step=step)
     with_carry = flicker(clip, [carried(f) for f in clip], width=160)
     without = flicker(clip, [fresh(f) for f in clip], width=160)
     assert with_carry["strength"] >= without["strength"]

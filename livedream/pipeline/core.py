@@ -367,11 +367,8 @@ class Pipeline(ABC):
         try:
             keyframe = dreamer.keyframe(item.image, index=item.index, captured=clock)
         except MemoryError:  # host memory: the accelerator of a CPU run
-            w, h = dreamer.config.size_for(item.image.shape[1], item.image.shape[0])
-            raise AcceleratorMemoryError(
-                f"out of memory dreaming at {w}x{h}: "
-                "try a smaller --dream-size (e.g. 320x240) or fewer --layers"
-            ) from None
+            size = dreamer.size.size_for(item.image.shape[1], item.image.shape[0])
+            raise AcceleratorMemoryError(size) from None
         dreamt = time.perf_counter() - started
         keyframe = self._find_faces(keyframe, item.image)
         self.compositor.publish(keyframe)

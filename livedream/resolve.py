@@ -1,0 +1,175 @@
+"""The resolved dream: what is dreamed and how, decided once at the door and frozen.
+
+``check_look`` checks the model, layers, ``--channels`` and ``--guide`` against the registry
+before TensorFlow starts (in well under a second); ``resolve_dream`` adds the precision and
+compile mode for the device once it is known. Everything downstream (the dreamer, the step,
+the controls, the keys, the status table) takes the ``ResolvedDream``, or the part it needs:
+nobody looks a model up by name or decides the precision again. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livedream.config import DreamConfig, DreamSize
+from livedream.device import Device, choose_variant
+from livedream.errors import ChannelRangeError, LayerError, SourceError, UnknownLayerError
+from livedream.models import Channels, ModelSpec, check_layers, get_spec
+
+LayerSet = tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Look:
+    """What is dreamed, checked against the model.
+
+    Attributes:
+        settings: the dream's numbers as given (steps, strength, blend, octaves, seed...).
+        spec: the model's registry entry.
+        layers: the layers the dream starts on.
+        layer_presets: the layer sets ``l`` cycles through (``layers`` among them).
+        channels: ``--channels`` resolved against ``layers``; () = every channel.
+        channel_presets: (name, channels) looks ``c`` cycles through, ``--channels`` first.
+        guide: the guide image, (H, W, 3) uint8 BGR decoded once, or None.
+        guide_name: its file name, for the status table; None without a guide.
+    """
+
+    settings: DreamConfig
+    spec: ModelSpec
+    layers: LayerSet
+    layer_presets: tuple[LayerSet, ...]
+    channels: Channels
+    channel_presets: tuple[tuple[str, Channels], ...]
+    guide: np.ndarray | None
+    guide_name: str | None
+
+    @property
+    def guided(self) -> bool:
+        """The dream starts guided: on whenever a guide was given (``g`` turns it off)."""
+        return self.guide is not None
+
+    @property
+    def size(self) -> DreamSize:
+        """The dream-size policy: ``size.size_for(w, h)`` for a frame of w x h."""
+        return self.settings.size
+
+
+@dataclass(frozen=True, eq=False)
+class ResolvedDream(Look):
+    """A ``Look`` with the precision and compile mode decided for ``device``.
+
+    Attributes:
+        precision: float32, bfloat16 or float16 (never auto).
+        compile_mode: graph, xla or eager (never auto).
+        device: what the dream runs on.
+    """
+
+    precision: str
+    compile_mode: str
+    device: Device
+
+    def tuned(self, **settings: Any) -> ResolvedDream:
+        """The same dream with other numbers (``blend``, ``seed``, ``dream_size``, ``steps``...);
+        not for what the door checks (model, layers, channels, guide, precision)."""
+        return replace(self, settings=replace(self.settings, **settings))
+
+
+def check_channels(spec: ModelSpec, layers: Sequence[str], channels: Channels) -> Channels:
+    """Resolves ``--channels`` against the dreamed ``layers``; raises ``LayerError``.
+
+    A layer of ``""`` means the one layer dreamed. Channels given twice for a layer merge.
+    """
+    chosen = check_layers(spec, layers)
+    merged: dict[str, set[int]] = {}
+    for layer, numbers in channels:
+        name = layer
+        if not name:
+            if len(chosen) != 1:
+                raise LayerError(
+                    f"--channels {','.join(map(str, numbers))} names no layer but "
+                    f"{len(chosen)} layers are dreamed ({', '.join(chosen)}): "
+                    "write LAYER:C1,C2 (e.g. --channels block4_conv3:12,77)"
+                )
+            name = chosen[0]
+        if name not in chosen:
+            raise LayerError(
+                f"--channels names layer {name!r}, which is not dreamed ({', '.join(chosen)}): "
+                "add it to --layers or name a dreamed layer"
+            )
+        count = spec.channel_count(name)
+        bad = [c for c in numbers if not 0 <= c < count]
+        if bad:
+            raise ChannelRangeError(spec.name, name, count, bad[0])
+        merged.setdefault(name, set()).update(numbers)
+    return tuple((name, tuple(sorted(numbers))) for name, numbers in merged.items())
+
+
+def load_guide(path: Path) -> np.ndarray:
+    """The guide image at ``path``, (H, W, 3) uint8 BGR; raises ``SourceError`` (one line)."""
+    from livedream.sources import ImageSource
+
+    try:
+        source = ImageSource(path, repeat=False)
+    except SourceError as exc:
+        raise SourceError(f"--guide: {exc}") from None
+    source.close()  # the still stays readable: it was decoded on opening
+    return np.array(source.image)
+
+
+def check_look(config: DreamConfig) -> Look:
+    """Checks the model, layers, ``--channels`` and ``--guide``; decodes the guide once.
+
+    Raises:
+        ModelError, LayerError, SourceError: with a one-line reason.
+    """
+    spec = get_spec(config.model)
+    try:
+        layers = check_layers(spec, config.layers)
+    except UnknownLayerError as exc:
+        raise LayerError(f"{exc} (--layers A,B)") from None
+    presets = list(spec.presets)
+    if config.layers and layers not in presets:
+        presets.insert(0, layers)
+    channels = check_channels(spec, layers, config.channels)
+    looks = [(p.name, p.selection) for p in spec.channel_presets]
+    if channels and channels not in [c for _, c in looks]:
+        looks.insert(0, ("--channels", channels))
+    return Look(
+        settings=config,
+        spec=spec,
+        layers=layers,
+        layer_presets=tuple(presets),
+        channels=channels,
+        channel_presets=tuple(looks),
+        guide=None if config.guide is None else load_guide(config.guide),
+        guide_name=None if config.guide is None else config.guide.name,
+    )
+
+
+def resolve_dream(look: Look, device: Device) -> ResolvedDream:
+    """``look`` on ``device``: the precision and compile mode asked for, ``auto`` resolved to
+    the fastest there (``device.choose_variant``), decided once.
+
+    Raises:
+        UsageError: an unknown precision or compile mode.
+    """
+    settings = look.settings
+    precision, compile_mode = choose_variant(settings.precision, settings.compile, device)
+    return ResolvedDream(
+        **{f.name: getattr(look, f.name) for f in fields(Look)},
+        precision=precision,
+        compile_mode=compile_mode,
+        device=device,
+    )
+
+
+def resolve_here(config: DreamConfig) -> ResolvedDream:
+    """The dream of ``config`` on this machine's device, in one call (benchmarks, scripts)."""
+    from livedream.device import detect_device
+
+    return resolve_dream(check_look(config), detect_device())
