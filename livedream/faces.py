@@ -14,8 +14,9 @@ residual (frame -> keyframe), so the protection sits exactly on the dream painte
 
 The detector is OpenCV's Haar cascade (``haarcascade_frontalface_alt2.xml``), which the
 ``opencv-python`` 4.x wheels ship: offline, no model file to fetch. The 5.x wheels dropped it
-(``pyproject.toml`` pins ``opencv-python<5``). Where the upright picture shows no face it also
-looks at the picture turned ``TILTS`` degrees, for heads tilted past the cascade's reach.
+(``pyproject.toml`` pins ``opencv-python<5``). Where the upright picture shows no face and none
+is being followed, it also looks at the picture turned ``TILTS`` degrees, for heads tilted past
+the cascade's reach.
 
     tracker = FaceTracker()                                    # dream thread
     faces = tracker.update(frame, keyframe_gray, clock)        # per keyframe
@@ -143,8 +144,12 @@ class HaarDetector:
                 "opencv-python 4.x ships; reinstall it (or --face-strength 1)"
             )
 
-    def detect(self, frame: Frame) -> list[Box]:
-        """Faces in ``frame`` ((H, W, 3) uint8 BGR): boxes (x, y, w, h) in its own pixels."""
+    def detect(self, frame: Frame, *, tilted: bool = True) -> list[Box]:
+        """Faces in ``frame`` ((H, W, 3) uint8 BGR): boxes (x, y, w, h) in its own pixels.
+
+        Args:
+            tilted: where the upright frame shows none, also look at it turned by ``tilts``.
+        """
         h, w = frame.shape[:2]
         scale = min(1.0, self.short_side / min(h, w))
         small = frame
@@ -153,7 +158,7 @@ class HaarDetector:
             small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
         boxes = self._find(gray)
-        for degrees in self.tilts:
+        for degrees in self.tilts if tilted else ():
             if boxes:
                 break
             boxes = self._find_tilted(gray, degrees)
@@ -230,7 +235,9 @@ class FaceTracker:
             self.detections += 1
             sx = gray.shape[1] / frame.shape[1]
             sy = gray.shape[0] / frame.shape[0]
-            boxes = [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in self.detector.detect(frame)]
+            # The turned pictures only while searching: a face the flow follows needs none.
+            found = self.detector.detect(frame, tilted=searching)
+            boxes = [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in found]
             faces = self._match(faces, boxes, clock)
         self.faces = tuple(f for f in faces if f.weight(clock, fade=self.fade) > 0)
         return self.faces

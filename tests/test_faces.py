@@ -229,9 +229,9 @@ class FirstOnly:
     def __init__(self) -> None:
         self.detector, self.calls = HaarDetector(), 0
 
-    def detect(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
+    def detect(self, frame: np.ndarray, *, tilted: bool) -> list[tuple[float, float, float, float]]:
         self.calls += 1
-        return self.detector.detect(frame) if self.calls == 1 else []
+        return self.detector.detect(frame, tilted=tilted) if self.calls == 1 else []
 
 
 def follow(frames: list[np.ndarray], fps: float = 6.0) -> list[tuple[Face, ...]]:
