@@ -78,7 +78,7 @@ class FaceFigures:
 
 # -- the detector's hit rate ---------------------------------------------------------------------
 class Detector(Protocol):
-    def detect(self, frame: Frame, *, tilted: bool = True) -> list[Box]: ...
+    def detect(self, frame: Frame, *, tilts: tuple[float, ...] | None = None) -> list[Box]: ...
 
 
 Footage = list[tuple[Frame, Box]]  # frames and the true box
@@ -150,7 +150,7 @@ class WithProfiles:
         self.frontal = HaarDetector(tilts=())
         self.profile = HaarDetector("haarcascade_profileface.xml", tilts=())
 
-    def detect(self, frame: Frame, *, tilted: bool = True) -> list[Box]:
+    def detect(self, frame: Frame, *, tilts: tuple[float, ...] | None = None) -> list[Box]:
         boxes = self.frontal.detect(frame)
         if not boxes:
             boxes = self.profile.detect(frame)

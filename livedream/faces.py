@@ -2,21 +2,21 @@
 the soft mask that scales the dream residual on them.
 
 Faces live in *keyframe* coordinates (the dream size): the dream thread looks for faces on the
-frame it dreams (on every keyframe while it knows of none, a few times a second once it does,
-``DETECT_EVERY_S``) and between two detections carries the boxes from one keyframe to the next
-by the optical flow inside each box. A face the detector misses (a head turned past what it
-finds) keeps its protection for as long as the flow still follows it: it is dropped when the
-flow loses it (the forward-backward check fails over most of its box), when it leaves the
-picture, on a scene cut, or when the detector has not confirmed it for ``CONFIRM_S``; it then
-fades out over ``FADE_S`` (at once on a cut), so the dream never blinks onto a face. The
-compositor moves the mask onto every output frame with the flow it already computes for the
-residual (frame -> keyframe), so the protection sits exactly on the dream painted on the face.
+frame it dreams, on the first keyframe and then a few times a second (``DETECT_EVERY_S``), and
+between two detections carries the boxes from one keyframe to the next by the optical flow
+inside each box. A face the detector misses (a head turned past what it finds) keeps its
+protection for as long as the flow still follows it: it is dropped when the flow loses it (the
+forward-backward check fails over most of its box), when it leaves the picture, on a scene
+cut, or when the detector has not confirmed it for ``CONFIRM_S``; it then fades out over
+``FADE_S`` (at once on a cut), so the dream never blinks onto a face. The compositor moves the
+mask onto every output frame with the flow it already computes for the residual (frame ->
+keyframe), so the protection sits exactly on the dream painted on the face.
 
 The detector is OpenCV's Haar cascade (``haarcascade_frontalface_alt2.xml``), which the
 ``opencv-python`` 4.x wheels ship: offline, no model file to fetch. The 5.x wheels dropped it
 (``pyproject.toml`` pins ``opencv-python<5``). Where the upright picture shows no face and none
 is being followed, it also looks at the picture turned ``TILTS`` degrees, for heads tilted past
-the cascade's reach.
+the cascade's reach: all of them on the first keyframe (and after a cut), one at a time after.
 
     tracker = FaceTracker()                                    # dream thread
     faces = tracker.update(frame, keyframe_gray, clock)        # per keyframe
@@ -51,7 +51,7 @@ MIN_NEIGHBORS = 3  # fewer false faces than 1-2; tracking covers the detections 
 # alone finds heads tilted up to ~10 degrees, with these up to ~25 (benchmarks/faces.py). The
 # profile cascade found no more of the turned test face and cost twice as much: not used.
 TILTS = (15.0, -15.0)
-DETECT_EVERY_S = 0.3  # with a face known, at most ~3 detections a second; flow in between
+DETECT_EVERY_S = 0.3  # at most ~3 detections a second; the flow follows faces in between
 CONFIRM_S = 10.0  # a face the detector has not seen again for this long is dropped (a false one)
 FADE_S = 0.5  # a dropped face's protection fades out over this long
 # Following a face from one keyframe to the next: the flow is checked both ways (round trip
@@ -144,11 +144,12 @@ class HaarDetector:
                 "opencv-python 4.x ships; reinstall it (or --face-strength 1)"
             )
 
-    def detect(self, frame: Frame, *, tilted: bool = True) -> list[Box]:
+    def detect(self, frame: Frame, *, tilts: tuple[float, ...] | None = None) -> list[Box]:
         """Faces in ``frame`` ((H, W, 3) uint8 BGR): boxes (x, y, w, h) in its own pixels.
 
         Args:
-            tilted: where the upright frame shows none, also look at it turned by ``tilts``.
+            tilts: where the upright frame shows none, the degrees to turn it by, one after
+                the other until a face shows; None: this detector's ``tilts``.
         """
         h, w = frame.shape[:2]
         scale = min(1.0, self.short_side / min(h, w))
@@ -158,7 +159,7 @@ class HaarDetector:
             small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
         boxes = self._find(gray)
-        for degrees in self.tilts if tilted else ():
+        for degrees in self.tilts if tilts is None else tilts:
             if boxes:
                 break
             boxes = self._find_tilted(gray, degrees)
@@ -190,8 +191,7 @@ class FaceTracker:
 
     Args:
         detector: finds faces in a frame; a ``HaarDetector`` when None.
-        detect_every: seconds (of the frames' clock) between two detections while a face is
-            known; with none known, every keyframe is looked at.
+        detect_every: seconds (of the frames' clock) between two detections.
         confirm: a face the detector has not seen for this long is dropped.
         fade: a dropped face's protection fades over this long.
     """
@@ -215,6 +215,8 @@ class FaceTracker:
         self._coords: np.ndarray | None = None
         self._gray: np.ndarray | None = None  # the previous keyframe's, (h, w) uint8
         self._detected_at = -math.inf
+        self._searched = False  # the first keyframe (or the first after a cut) was searched
+        self._turn = 0  # which turned picture a search looks at next
 
     def update(self, frame: Frame, gray: np.ndarray, clock: float) -> tuple[Face, ...]:
         """The faces of a new keyframe.
@@ -228,19 +230,30 @@ class FaceTracker:
         if faces and self._gray is not None and self._gray.shape == gray.shape:
             faces = self._follow(faces, self._gray, gray, clock)
         self._gray = gray
-        searching = not any(f.until > clock for f in faces)
-        due = clock - self._detected_at >= self.detect_every or clock < self._detected_at
-        if searching or due:
+        if clock - self._detected_at >= self.detect_every or clock < self._detected_at:
             self._detected_at = clock
             self.detections += 1
             sx = gray.shape[1] / frame.shape[1]
             sy = gray.shape[0] / frame.shape[0]
-            # The turned pictures only while searching: a face the flow follows needs none.
-            found = self.detector.detect(frame, tilted=searching)
+            found = self.detector.detect(frame, tilts=self._tilts(faces, clock))
             boxes = [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in found]
             faces = self._match(faces, boxes, clock)
         self.faces = tuple(f for f in faces if f.weight(clock, fade=self.fade) > 0)
         return self.faces
+
+    def _tilts(self, faces: tuple[Face, ...], clock: float) -> tuple[float, ...] | None:
+        """The turned pictures this detection looks at: none while a face is followed (the
+        flow keeps it); all of them on the first keyframe and after a cut (the first dream
+        goes out with its faces known); otherwise one at a time, in turn, so a picture with
+        no face costs at most two cascade runs a detection."""
+        if any(f.until > clock for f in faces):
+            return ()
+        if not self._searched:
+            self._searched = True
+            return None
+        tilts = self.detector.tilts
+        self._turn += 1
+        return (tilts[self._turn % len(tilts)],) if tilts else ()
 
     def _follow(
         self, faces: tuple[Face, ...], previous: np.ndarray, current: np.ndarray, clock: float
@@ -257,6 +270,7 @@ class FaceTracker:
         trust *= np.clip(2.0 - mismatch / MATCH_TOLERANCE, 0.0, 1.0)  # (h, w) in [0, 1]
         if float(trust.mean()) < CUT_TRUST:
             self.cuts += 1
+            self._detected_at, self._searched = -math.inf, False  # search this keyframe fully
             return ()
         moved = []
         for face in faces:
@@ -272,6 +286,7 @@ class FaceTracker:
             there = _inner(face, w, h)
             if there is None or float(trust[there].mean()) < LOST_TRUST:
                 face = face.lost_at(clock)
+                self._detected_at = -math.inf  # look again at once: it may be right there
             moved.append(face)
         return tuple(moved)
 
