@@ -215,8 +215,8 @@ def test_a_face_stays_protected_while_it_turns_and_tilts(shared_step: DreamStep)
             face, background = face_and_background(out, frame, box)
             ratios.append(face / background)
     assert len(ratios) >= CLIP_FRAMES - 1  # all but the first (no keyframe yet)
-    spared = np.mean(np.array(ratios) <= 0.5)
-    assert spared >= 0.9, np.round(ratios, 2)
+    # Issue 20's bar: <= 0.5 of the background's dream in 90% of the frames, <= 0.8 in all.
+    assert np.mean(np.array(ratios) <= 0.5) >= 0.9 and max(ratios) <= 0.8, np.round(ratios, 2)
 
 
 class FirstOnly:
