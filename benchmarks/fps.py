@@ -217,7 +217,7 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
     section("flicker", f"flicker: {settings.frames} frames, default dreamer vs blend 0")
     frames, decode_ms = read_frames(settings.clip, settings.frames)
     flicker, step = measure_flicker(settings, frames)
-    section("faces", "faces: a face sliding past, live at 30 fps, face protection on")
+    section("faces", "faces: hit rate on the footage; a face turning, live at 30 fps, protected")
     faces = measure_faces(settings)
     section("breakdown", "breakdown: each stage of a frame timed one by one")
     breakdown_ms = measure_breakdown(settings, frames, step, decode_ms)

@@ -58,6 +58,11 @@ SUMMARY_ROWS = (
     "peak_rss_mb",
     "face_ms",
     "face_share_of_dream",
+    "face_share_of_dream_small",
+    "face_hit_rate_turn",
+    "face_hit_rate_tilt",
+    "face_hit_rate_moved",
+    "face_tracked_rate",
 )
 
 
@@ -84,6 +89,9 @@ def targets(r: BenchResult) -> dict[str, Target]:
     return {
         "face_share_of_dream": Target(
             r.faces.face_share_of_dream, "<= 0.1", r.faces.face_share_of_dream <= 0.1
+        ),
+        "face_share_of_dream_small": Target(
+            r.faces.face_share_of_dream_small, "<= 0.1", r.faces.face_share_of_dream_small <= 0.1
         ),
         "auto_is_fastest": Target(steps.auto_is_fastest, "true", bool(steps.auto_is_fastest)),
         "pipeline_efficiency": Target(

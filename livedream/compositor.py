@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from livedream.faces import Face, face_mask, keep_map
+from livedream.faces import Face, face_mask, keep_map, protecting
 from livedream.media import Frame
 from livedream.temporal import FlowEstimator, consistency, grid, magnitude, to_gray, warp
 
@@ -176,7 +176,7 @@ class Compositor:
         keyframe's own pixels: a copy, so the dream's carry is never scaled. The flow then
         moves the protection onto each frame together with the dream it protects. Made once
         per keyframe (again only while a lost face fades)."""
-        if strength >= 1.0 or not keyframe.faces:
+        if not protecting(strength) or not keyframe.faces:
             return keyframe.residual
         started = time.perf_counter()
         weights = tuple(round(f.weight(captured), 2) for f in keyframe.faces)
