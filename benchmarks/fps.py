@@ -19,6 +19,8 @@ One process measures, after a burn-in each time (traces, compiles, caches):
 5. flicker: ``temporal.flicker`` of the default dreamer against one with no carry (blend 0);
 6. memory: the process's peak resident memory;
 7. peak: the step's FLOP rate over the fastest of its own conv layers timed alone.
+8. control viewer (issue 19): output and dream fps of a live run with a viewer on the control
+   page's MJPEG live view and without one, in interleaved stretches (``control.py``).
 
 ``frame_ms`` is livedream's mean per-frame dream time in the pipeline (downscale, flow carry, K
 steps, upscale, composite); ``baseline_frame_ms`` the tutorial loop's mean time per frame, read to
@@ -36,7 +38,7 @@ This file reads the flags and runs the sections in order; the rest sits beside i
 module name (this folder is on ``sys.path`` when the script runs): ``settings.py`` (the run's
 settings), ``machine.py`` (machine info, CPU seconds, memory, section clock, clip frames),
 ``step_cost.py`` (1), ``baseline.py`` (2), ``pipeline_run.py`` (3, 5), ``live.py`` (4),
-``conv_peak.py`` (7), ``result.py`` (the
+``conv_peak.py`` (7), ``control.py`` (8), ``result.py`` (the
 typed result, whose field names are the JSON keys) and ``report.py`` (targets, tables, JSON).
 """
 
@@ -55,6 +57,7 @@ import numpy as np
 from rich.console import Console
 
 from baseline import run_baseline
+from control import STRETCH_SECONDS, measure_control
 from conv_peak import measure_peak
 from faces import measure_faces
 from live import LIVE_SECONDS, LIVE_SECONDS_QUICK, measure_live
@@ -219,6 +222,8 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
     flicker, step = measure_flicker(settings, frames)
     section("faces", "faces: hit rate on the footage; a face turning, live at 30 fps, protected")
     faces = measure_faces(settings)
+    section("control_viewer", f"control page: {STRETCH_SECONDS:g} s stretches, viewer off / on")
+    control_viewer = measure_control(settings)
     section("breakdown", "breakdown: each stage of a frame timed one by one")
     breakdown_ms = measure_breakdown(settings, frames, step, decode_ms)
     del step, frames
@@ -261,6 +266,7 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
         speedup_vs_baseline=baseline.baseline_frame_ms / pipeline.frame_ms,
         peak_rss_mb=peak_rss_mb(),
         faces=faces,
+        control_viewer=control_viewer,
         seconds=section.elapsed,
         targets_note=targets_note(settings),
     )

@@ -129,6 +129,16 @@ def targets(r: BenchResult) -> dict[str, Target]:
         "step_peak_ratio": Target(
             r.peak.step_peak_ratio, ">= 0.7", bool(r.peak.step_peak_ratio >= 0.7)
         ),
+        "output_fps_viewer": at_least(
+            r.control_viewer.output_fps_viewer,
+            0.95 * r.control_viewer.camera_fps,
+            "0.95 x the camera's fps",
+        ),
+        "dream_fps_viewer": at_least(
+            r.control_viewer.dream_fps_viewer,
+            0.9 * r.control_viewer.dream_fps_no_viewer,
+            "0.9 x dream_fps_no_viewer",
+        ),
         "flicker_ratio": Target(flicker.flicker_ratio, "<= 0.6", flicker.flicker_ratio <= 0.6),
         "strength_default": Target(
             flicker.strength_default,
@@ -263,6 +273,13 @@ def live_table(r: BenchResult) -> Table:
             "strength: live (dreamed frames) / fresh / carry",
             f"{live.strength_live:.2f} ({live.strength_live_dreamed:.2f}) / "
             f"{live.strength_baseline:.2f} / {live.strength_carry:.2f}",
+        ),
+        (
+            "control page: output / dream fps, no viewer -> viewer (pictures/s)",
+            f"{r.control_viewer.output_fps_no_viewer:.1f} / "
+            f"{r.control_viewer.dream_fps_no_viewer:.2f} -> "
+            f"{r.control_viewer.output_fps_viewer:.1f} / {r.control_viewer.dream_fps_viewer:.2f} "
+            f"({r.control_viewer.live_view_fps:.1f})",
         ),
         (
             "GFLOP/s: step / best conv alone",

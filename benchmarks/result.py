@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from baseline import BaselineFigures
+from control import ControlFigures
 from conv_peak import PeakFigures
 from faces import FaceFigures
 from live import LiveFigures
@@ -63,6 +64,7 @@ class BenchResult:
     speedup_vs_baseline: float  # baseline_frame_ms / frame_ms
     peak_rss_mb: float  # the whole run's, every variant included
     faces: FaceFigures = field(metadata=FLAT)
+    control_viewer: ControlFigures  # issue 19: output and dream fps with a viewer and without
     seconds: float  # the whole run
     targets: dict[str, Target] = field(default_factory=dict)  # keyed by the figure's name
     targets_note: str | None = field(default=None, metadata=OMIT_NONE)

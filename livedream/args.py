@@ -20,6 +20,7 @@ from livedream.config import (
     DreamConfig,
     RunConfig,
 )
+from livedream.control.config import Bind, ControlConfig, control_config, parse_bind
 from livedream.models import MODELS
 from livedream.preview import KEYS_HELP
 from livedream.runtime import EXIT_USAGE
@@ -331,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--realtime), 1 for files rendered to files",
     )
     dream.add_argument("--seed", type=int, default=defaults.seed, help="random jitter seed")
+    add_control_args(parser)
     parser.add_argument("--hud", action="store_true", help="start with the heads-up overlay on")
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="show debug logs and TensorFlow's own messages"
@@ -368,7 +370,8 @@ def add_weights_flags(parser: argparse.ArgumentParser) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespace]:
     """Parses ``argv`` into a ``RunConfig`` (and the raw namespace for the one-off flags)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     dream = DreamConfig(
         model=args.model,
         weights=args.weights,
@@ -404,6 +407,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespac
         face_strength=args.face_strength,
         verbose=args.verbose,
         dream=dream,
+        control=control_args(parser, args),
     )
     if args.demo:
         config = demo_config(config, args)
@@ -429,3 +433,70 @@ def demo_config(config: RunConfig, args: argparse.Namespace) -> RunConfig:
         demo=True,
         dream=dream,
     )
+
+
+# -- the control page, OSC and looks (livedream.control) ----------------------------------------
+
+
+def bind_arg(text: str) -> Bind:
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def token_arg(text: str) -> str:
+    if len(text) < 8 or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise argparse.ArgumentTypeError(
+            "expected a token of 8 or more printable characters without spaces"
+        )
+    return text
+
+
+def add_control_args(parser: argparse.ArgumentParser) -> None:
+    """``--control``, ``--control-token``, ``--osc`` and ``--look``."""
+    group = parser.add_argument_group("control page, OSC and looks")
+    group.add_argument(
+        "--control",
+        type=bind_arg,
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve a control page (live view, every setting, looks) on PORT; HOST defaults to "
+        "127.0.0.1 (this machine only); 0.0.0.0 opens it to the network, behind a token",
+    )
+    group.add_argument(
+        "--control-token",
+        type=token_arg,
+        default=None,
+        metavar="TOKEN",
+        help="the control page's token (default beyond 127.0.0.1: a new one, printed once)",
+    )
+    group.add_argument(
+        "--osc",
+        type=bind_arg,
+        default=None,
+        metavar="[HOST:]PORT",
+        help="take OSC messages (/livedream/strength f, ...) on this UDP port; HOST defaults "
+        "to 127.0.0.1 (OSC has no authentication)",
+    )
+    group.add_argument(
+        "--look",
+        default=None,
+        metavar="NAME",
+        help="start with a saved look (saved by the control page or the preview's v key)",
+    )
+
+
+def control_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ControlConfig:
+    """The control flags, decided: a token where one is needed, the look loaded and checked."""
+    from livedream.control.looks import LookError, load_look, looks_folder
+
+    if args.control_token is not None and args.control is None:
+        parser.error("--control-token needs --control [HOST:]PORT")
+    look = None
+    if args.look is not None:
+        try:
+            look = load_look(args.look, looks_folder(), args.model)
+        except LookError as exc:
+            parser.error(f"argument --look: {exc}")
+    return control_config(args.control, args.control_token, args.osc, look)

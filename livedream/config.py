@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from livedream.control.config import ControlConfig
+
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # Share of the dream kept on faces in a live run: the face stays recognisable on a call while
 # still part of the picture; files rendered to files keep all of it (1) unless asked.
@@ -92,3 +94,4 @@ class RunConfig:
     verbose: bool = False
     demo: bool = False  # --demo: the end says what to try next
     dream: DreamConfig = field(default_factory=DreamConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)  # --control, --osc, --look

@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from livedream.models import Channels
 
 if TYPE_CHECKING:
@@ -41,6 +43,13 @@ class Controls:
         has_guide: a ``--guide`` image was given (fixed for the run).
         face_strength: the share of the dream kept on faces (1: no protection).
         faces: face protection on (``k``); read by the dream thread and the compositor.
+        blend: the share of the previous keyframe's dream carried on (0: none); the dream
+            thread applies it.
+        dream_rate: the keyframes a second ``dream_size`` auto aims at (``--dream-rate``).
+        dream_size: (w, h) the dream runs at, None: auto (the size follows the machine).
+            The dream thread applies both once issue 17's wiring reads them.
+        guide_image: a new guide picture, (H, W, 3) uint8 BGR, waiting for the dream thread
+            (``set_guide_image``/``take_guide_image``); None: none waiting.
     """
 
     steps: int
@@ -54,10 +63,15 @@ class Controls:
     has_guide: bool = False
     face_strength: float = 1.0
     faces: bool = True
+    blend: float = 0.92
+    dream_rate: float = 8.0
+    dream_size: tuple[int, int] | None = None
+    guide_image: np.ndarray | None = field(default=None, repr=False, compare=False)
     _reset: bool = field(default=False, init=False, repr=False, compare=False)
     _reset_lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_dream(
@@ -76,6 +90,8 @@ class Controls:
             guide=dream.guided,
             has_guide=dream.guide is not None,
             face_strength=face_strength,
+            blend=settings.blend,
+            dream_size=settings.dream_size,
         )
 
     def request_reset(self) -> None:
@@ -118,3 +134,19 @@ class Controls:
     def fewer_steps(self) -> None:
         """One step fewer per frame, at least one."""
         self.steps = max(1, self.steps - 1)
+
+    def set_guide_image(self, image: np.ndarray) -> None:
+        """A new guide, (H, W, 3) uint8 BGR, for the dream thread to take; turns the guide on.
+
+        Any thread (the control page's); the newest picture wins.
+        """
+        with self._lock:
+            self.guide_image = image
+            self.has_guide = True
+            self.guide = True
+
+    def take_guide_image(self) -> np.ndarray | None:
+        """The guide picture waiting, once (the dream thread, before a keyframe); else None."""
+        with self._lock:
+            image, self.guide_image = self.guide_image, None
+        return image

@@ -75,6 +75,7 @@ class Dreamer:
         # ms the last frame spent in each stage: read by the benchmark's breakdown.
         self.timings: dict[str, float] = {}
         self.carry = FlowCarry()  # the previous dream, carried onto the next frame
+        self._guide: np.ndarray | None = None  # a guide set while running, for new steps
         self._steps_by_layers: dict[tuple[str, ...], DreamStep] = {
             self.step.model.layers: self.step
         }
@@ -89,6 +90,8 @@ class Dreamer:
         key = tuple(layers)
         if key not in self._steps_by_layers:
             self._steps_by_layers[key] = build_step(self.dream, key)
+            if self._guide is not None:  # a guide uploaded while running
+                self._steps_by_layers[key].set_guide(self._guide)
         self.step = self._steps_by_layers[key]
 
     def reset(self) -> None:
@@ -104,6 +107,12 @@ class Dreamer:
         self.flow = controls.flow
         self.channels = controls.channels
         self.guided = controls.guide
+        self.blend = controls.blend
+        guide = controls.take_guide_image()  # an uploaded guide: its features computed here
+        if guide is not None:
+            self._guide = guide
+            for step in self._steps_by_layers.values():
+                step.set_guide(guide)
         if controls.layers != self.layers:
             self.set_layers(controls.layers)
             self.reset()

@@ -17,7 +17,7 @@ import numpy as np
 
 from livedream.controls import Controls
 from livedream.display import display_error, no_display_reason
-from livedream.errors import SinkError
+from livedream.errors import LivedreamError, SinkError
 from livedream.media import Frame, check_frame
 from livedream.models import Channels
 from livedream.sinks.base import Sink
@@ -29,7 +29,7 @@ KEY_ESC = 27
 KEYS_HELP = (
     "preview keys: q/Esc quit, space dream on/off, +/- strength, [/] steps per frame, "
     "l layer preset, c channel preset, g guide on/off, f flow carry, r reset, m mirror, "
-    "k face protection, s screenshot, h heads-up overlay"
+    "k face protection, s screenshot, v save the look, h heads-up overlay"
 )
 ALL_CHANNELS: tuple[str, Channels] = (
     "all channels",
@@ -51,6 +51,8 @@ class KeyHandler:
         hud: the overlay starts on.
         channel_presets: (name, channels) looks ``c`` cycles through; "all channels" is added
             at the end.
+        save_look: ``v``: saves the settings as a named look and returns its name (raises
+            ``LivedreamError`` or ``OSError`` when it cannot); None: ``v`` does nothing.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class KeyHandler:
         *,
         hud: bool = False,
         channel_presets: Sequence[tuple[str, Channels]] = (),
+        save_look: Callable[[], str] | None = None,
     ) -> None:
         self.controls = controls
         self.presets = list(presets)
@@ -72,6 +75,7 @@ class KeyHandler:
         self.hud = hud
         self.quit = False
         self.screenshot = False
+        self.save_look = save_look
 
     def handle(self, key: int) -> str | None:
         """Applies ``key``; returns a short note of what changed, or None."""
@@ -123,12 +127,26 @@ class KeyHandler:
         if ch == "h":
             self.hud = not self.hud
             return f"overlay {'on' if self.hud else 'off'}"
+        if ch == "v" and self.save_look is not None:
+            try:
+                return f"saved the look {self.save_look()!r}"
+            except (LivedreamError, OSError) as exc:  # a live session goes on
+                return f"could not save the look: {exc}"
         return None
+
+    def select_layers(self, layers: tuple[str, ...]) -> None:
+        """Dreams ``layers`` (the page, a look); ``l`` goes on from there."""
+        self.controls.layers = layers
+        self.preset = self.presets.index(layers) if layers in self.presets else -1
 
     def _next_look(self) -> str:
         """``c``: the next channel preset; the dream moves onto its layer when it is elsewhere."""
+        return self.select_look((self.look + 1) % len(self.looks))
+
+    def select_look(self, index: int) -> str:
+        """Channel preset ``index`` of ``looks`` (the page, OSC); ``c`` goes on from there."""
         c = self.controls
-        self.look = (self.look + 1) % len(self.looks)
+        self.look = index
         name, channels = self.looks[self.look]
         layers = tuple(layer for layer, _ in channels)
         note = f"channels {name} ({describe_channels(channels)})" if channels else name

@@ -12,10 +12,15 @@ from __future__ import annotations
 import logging
 import statistics
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
 from rich.console import Console
 
 from livedream.config import RunConfig
+from livedream.control.bridge import ControlBridge
+from livedream.control.looks import apply_look, looks_folder, save_now
+from livedream.control.session import ControlSession
 from livedream.controls import Controls
 from livedream.dream import Dreamer
 from livedream.faces import FaceTracker, HaarDetector, protect_photo
@@ -108,11 +113,14 @@ class StreamRun:
         self.controls = Controls.from_dream(
             dream, mirror=config.mirror, face_strength=plan.face_strength
         )
+        if config.control.look is not None:
+            apply_look(config.control.look, self.controls)
         self.keys = KeyHandler(
             self.controls,
             list(dream.layer_presets),
             hud=config.hud,
             channel_presets=list(dream.channel_presets),
+            save_look=partial(save_now, self.controls),
         )
         self.pipeline = make_pipeline(
             source,
@@ -125,6 +133,18 @@ class StreamRun:
             faces=FaceTracker() if self.plan.face_strength < 1.0 else None,
         )
         self.outputs = open_outputs(config, plan, source, preview=self._window)
+        self.bridge = ControlBridge(
+            self.controls,
+            self.keys,
+            self.pipeline.stats,
+            model=dream.spec.name,
+            frame_size=(source.width, source.height),
+            auto_size=dream.size.size_for(source.width, source.height),
+            looks_folder=looks_folder(),
+            screenshot_folder=Path.cwd(),
+            face_tracking=self.plan.face_strength < 1.0,
+        )
+        self.control = ControlSession(config.control, self.bridge, console)
 
     def _window(self) -> Sink:
         return PreviewWindow(
@@ -188,6 +208,7 @@ class StreamRun:
         interrupts.defer(pipeline.done.set)
         try:
             if not interrupts.requested.is_set():
+                self.control.start()
                 pipeline.start()
                 self._wait_for_model(interrupts)
                 with display:
@@ -202,6 +223,7 @@ class StreamRun:
         finally:
             pipeline.stop()
             outputs.close()
+            self.control.close()
         self._report()
         if interrupts.requested.is_set():
             return EXIT_INTERRUPTED
@@ -235,6 +257,7 @@ class StreamRun:
         pipeline.on_idle = idle
         for frame in pipeline:
             outputs.write(frame.image, at=frame.captured, pts=frame.pts)
+            self.bridge.offer(frame.image)  # a reference: the page encodes it in its own thread
             display.update(stats)
             if stats.output == SLOW_HINT_AFTER and self.plan.live:
                 self._hint_if_slow()

@@ -108,6 +108,12 @@ class DreamStep:
         self._channel_weights[channels] = weights
         return weights
 
+    def set_guide(self, guide: np.ndarray | None) -> None:
+        """A new guide, (H, W, 3) uint8 BGR, or None; its features are computed on next use
+        (never a retrace: they are an input). Thread: the dream thread."""
+        self.guide = guide
+        self._guide_features.clear()
+
     def guide_features(self, height: int, width: int) -> tuple[tf.Tensor, ...]:
         """The guide's activation vectors at each layer for a (height, width) dream.
 

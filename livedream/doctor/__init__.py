@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from livedream.doctor import checks
+from livedream.doctor.control import check_control
 from livedream.doctor.rows import CheckResult, guarded, info
 
 # --- the report -------------------------------------------------------------------------------
@@ -45,6 +46,7 @@ def collect_checks() -> list[CheckResult]:
     rows += guarded("virtual camera", checks.check_virtual_camera)
     rows += guarded("bundled weights", checks.check_bundled_weights, required=True)
     rows += guarded("keras cache", checks.check_keras_cache)
+    rows += guarded("control page", check_control)
     return rows
 
 
