@@ -9,10 +9,18 @@ path so that a hidden temporary name works too:
         for frame, pts in frames:      # pts: seconds on the input's clock, or None
             enc.write(frame, pts)
 
-- .mp4 .m4v .mov .mkv: H.264 (libx264, preset veryfast, CRF ``quality``), yuv420p, BT.709;
-  mp4/m4v/mov put their index in front (``+faststart``) so a browser plays while downloading.
+- .mp4 .m4v .mov .mkv: H.264 (libx264, preset veryfast, CRF ``quality``), yuv420p, BT.709.
+  mp4/m4v/mov are written fragmented (an index per fragment, one fragment per keyframe), so
+  the file plays up to its last fragment however writing ends; ``make_faststart()`` then copies
+  a finished one into a plain file with its index in front, which a browser plays while
+  downloading.
 - .webm: VP9 (libvpx-vp9, constant quality, realtime speed), sound in Opus.
 - .avi: Motion JPEG at a fixed quantizer (AVI is constant-rate: timestamps snap to 1/fps).
+
+A keyframe comes at least every second (the GOP), so a file cut short loses at most about
+its last second. Timestamps that jump (files joined with ``cat``, a camera's clock reset) are
+made to follow on: a frame more than one frame interval back, or over ``JUMP_AHEAD`` seconds
+ahead, comes one frame interval after the last, and the frames after it keep their spacing.
 
 Odd sizes lose their last column or row (H.264/VP9 4:2:0 need even sizes). Every sound stream
 of ``audio_from`` is copied packet for packet where the container takes its codec (``copy_audio``
@@ -31,13 +39,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import av
 import numpy as np
 import numpy.typing as npt
 
 from livedream.errors import OutputWriteError, SinkError
-from livedream.soundtrack import Soundtrack, av_reason, check_encoder
+from livedream.soundtrack import JUMP_AHEAD, Soundtrack, av_reason, check_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +55,10 @@ Frame = npt.NDArray[np.uint8]  # (H, W, 3) uint8 BGR
 DEFAULT_QUALITY = 23  # x264's own default CRF: good quality at a modest size
 MAX_QUALITY = 51  # x264's CRF range is 0 (lossless) .. 51 (worst)
 TICKS = 90_000  # video clock, ticks per second: exact for 24, 25, 30, 50, 60 and 30000/1001 fps
+# Fragmented MP4 while writing: one fragment per keyframe, each with its own index. The
+# first index waits for the first fragment (delay_moov) so that it knows the B-frame delay
+# (an edit list): without it every frame would show two frames late.
+GROWING_MP4 = "frag_keyframe+delay_moov+default_base_moof"
 
 # Sound codecs each container carries unchanged. mp4/m4v are meant for browsers, so they copy
 # only what browsers decode there (AC-3 or DTS would leave Chrome silent: those get AAC).
@@ -68,7 +81,7 @@ class ContainerFormat:
     pix_fmt: str
     audio_codec: str  # for sound that cannot be copied
     copy_audio: frozenset[str]  # sound codecs copied unchanged
-    faststart: bool = False  # index (moov) before the data, for playback while downloading
+    faststart: bool = False  # written fragmented, then copied with its index (moov) in front
     constant_rate: bool = False  # the container stores no timestamps, only a frame rate
 
 
@@ -120,6 +133,7 @@ class VideoEncoder:
         quality: int = DEFAULT_QUALITY,
         audio_from: str | os.PathLike[str] | None = None,
         extension: str | None = None,
+        file: BinaryIO | None = None,
     ) -> None:
         """Open the file and its encoders.
 
@@ -132,6 +146,8 @@ class VideoEncoder:
             quality: 0 (best, largest) .. 51 (smallest), x264's CRF scale; mapped for VP9/MJPEG.
             audio_from: a media file whose sound streams go into the output, cut to the video.
             extension: the extension that picks the format (default: ``path``'s own).
+            file: an open binary file to write instead of opening ``path`` (which then only
+                names it in messages); the caller closes it after ``close()``.
 
         Raises:
             SinkError: unknown extension, bad size/fps/quality, an encoder missing in this
@@ -179,12 +195,15 @@ class VideoEncoder:
         self._closed = False
         self._frames = 0
         self._last_ticks = -1
+        self._shift = 0  # ticks added to the input's clock since its jumps
+        self._jump_ticks = round(JUMP_AHEAD / self._time_base) + self._frame_ticks
         self._warned_pts = False
         self._failure: str | None = None  # why a write failed; the file is then given up
-        options = {"movflags": "+faststart"} if fmt.faststart else {}
-        existed = self._path.exists()  # on a failed start, remove only a file made here
+        options = {"movflags": GROWING_MP4} if fmt.faststart else {}
+        existed = file is not None or self._path.exists()  # on a failed start: remove only ours
         try:
-            self._out = av.open(str(self._path), "w", format=fmt.muxer, options=options)
+            where = file if file is not None else str(self._path)
+            self._out = av.open(where, "w", format=fmt.muxer, options=options)
         except (OSError, av.FFmpegError) as e:
             raise SinkError(f"cannot write {self._path}: {av_reason(e)}") from None
         self._audio: Soundtrack | None = None
@@ -224,6 +243,7 @@ class VideoEncoder:
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height = self._size
         stream.pix_fmt = fmt.pix_fmt
+        stream.codec_context.gop_size = max(1, int(self._fps))  # a keyframe every second
         stream.time_base = self._time_base
         stream.codec_context.time_base = self._time_base
         if fmt.pix_fmt == "yuv420p":
@@ -265,8 +285,10 @@ class VideoEncoder:
         Args:
             frame: ``(H, W, 3)`` uint8 BGR of the size given at construction.
             pts: when the frame is shown, in seconds on the input's clock (0 = the input's
-                start, the clock ``audio_from``'s sound is cut by); None: frame index / fps.
-                Timestamps must increase; one that does not is moved just after the last.
+                video's start, the clock ``audio_from``'s sound follows); None: frame index /
+                fps. A timestamp at most one frame interval back is moved just after the last;
+                a jump further back or over ``JUMP_AHEAD`` ahead shifts the clock from there on
+                so that this frame comes one frame interval after the last (warned once).
 
         Raises:
             ValueError: the frame has another shape or dtype.
@@ -284,18 +306,7 @@ class VideoEncoder:
             if self._failure is not None:
                 raise OutputWriteError(self._failure)
             seconds = self._frames / self._fps if pts is None else pts
-            ticks = round(seconds / self._time_base)
-            if ticks <= self._last_ticks:
-                if not self._warned_pts:
-                    logger.warning(
-                        "%s: frame %d at %.6f s does not follow the last; moved after it "
-                        "(warned once)",
-                        self._path,
-                        self._frames,
-                        seconds,
-                    )
-                    self._warned_pts = True
-                ticks = self._last_ticks + 1
+            ticks = self._follow(round(seconds / self._time_base) + self._shift, seconds)
             width, height = self._size
             picture = av.VideoFrame.from_ndarray(
                 np.ascontiguousarray(frame[:height, :width]), format="bgr24"
@@ -316,6 +327,30 @@ class VideoEncoder:
                 raise OutputWriteError(self._failure) from None
             self._last_ticks = ticks
             self._frames += 1
+
+    def _follow(self, ticks: int, seconds: float) -> int:
+        """The time of a frame meant for ``ticks`` (the shifted input clock), after the last."""
+        last = self._last_ticks
+        if last < 0 or last < ticks <= last + self._jump_ticks:
+            return ticks
+        if last - self._frame_ticks < ticks <= last:
+            return last + 1  # a timestamp repeated or a hair back: no jump
+        before = float((last - self._shift) * self._time_base)  # the last frame's input time
+        follow = last + self._frame_ticks
+        self._shift += follow - ticks
+        if self._audio is not None:
+            self._audio.jumped(float(self._shift * self._time_base))
+        if not self._warned_pts:
+            logger.warning(
+                "%s: the input's clock jumps from %.3f s to %.3f s at frame %d (files joined?); "
+                "the frames from there follow on one frame later (warned once)",
+                self._path,
+                before,
+                seconds,
+                self._frames,
+            )
+            self._warned_pts = True
+        return follow
 
     def close(self) -> None:
         """Flush the encoders, cut the sound where the video ends and write the index; any
@@ -364,3 +399,23 @@ class VideoEncoder:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def make_faststart(growing: Path, final: Path, *, extension: str) -> None:
+    """Copy the fragmented file ``growing`` into ``final`` with its index in front, packet for
+    packet (no re-encoding): the plain MP4/MOV a browser plays while downloading.
+
+    Raises:
+        OSError, av.FFmpegError: ``growing`` could not be read or ``final`` written.
+    """
+    fmt = FORMATS[extension.lower()]
+    with (
+        av.open(str(growing)) as source,
+        av.open(str(final), "w", format=fmt.muxer, options={"movflags": "+faststart"}) as out,
+    ):
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        for packet in source.demux():
+            if packet.dts is None:
+                continue  # a flush marker
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
