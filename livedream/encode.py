@@ -35,7 +35,7 @@ import contextlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -69,6 +69,8 @@ _MKV_AUDIO = frozenset(
     | {"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8"}
 )
 _WEBM_AUDIO = frozenset({"opus", "vorbis"})
+_FRAGMENTED = {"movflags": GROWING_MP4}
+_SHORT_CLUSTERS = {"cluster_time_limit": "500"}  # ms: a cluster is written when complete
 _AVI_AUDIO = frozenset({"mp3", "mp2", "ac3", "aac", "pcm_s16le", "pcm_u8"})
 
 
@@ -82,15 +84,26 @@ class ContainerFormat:
     audio_codec: str  # for sound that cannot be copied
     copy_audio: frozenset[str]  # sound codecs copied unchanged
     faststart: bool = False  # written fragmented, then copied with its index (moov) in front
+    growing: dict[str, str] = field(default_factory=dict)  # muxer options while writing
     constant_rate: bool = False  # the container stores no timestamps, only a frame rate
 
 
 FORMATS: dict[str, ContainerFormat] = {
-    ".mp4": ContainerFormat("mp4", "libx264", "yuv420p", "aac", _WEB_MP4_AUDIO, faststart=True),
-    ".m4v": ContainerFormat("mp4", "libx264", "yuv420p", "aac", _WEB_MP4_AUDIO, faststart=True),
-    ".mov": ContainerFormat("mov", "libx264", "yuv420p", "aac", _MOV_AUDIO, faststart=True),
-    ".mkv": ContainerFormat("matroska", "libx264", "yuv420p", "aac", _MKV_AUDIO),
-    ".webm": ContainerFormat("webm", "libvpx-vp9", "yuv420p", "libopus", _WEBM_AUDIO),
+    ".mp4": ContainerFormat(
+        "mp4", "libx264", "yuv420p", "aac", _WEB_MP4_AUDIO, faststart=True, growing=_FRAGMENTED
+    ),
+    ".m4v": ContainerFormat(
+        "mp4", "libx264", "yuv420p", "aac", _WEB_MP4_AUDIO, faststart=True, growing=_FRAGMENTED
+    ),
+    ".mov": ContainerFormat(
+        "mov", "libx264", "yuv420p", "aac", _MOV_AUDIO, faststart=True, growing=_FRAGMENTED
+    ),
+    ".mkv": ContainerFormat(
+        "matroska", "libx264", "yuv420p", "aac", _MKV_AUDIO, growing=_SHORT_CLUSTERS
+    ),
+    ".webm": ContainerFormat(
+        "webm", "libvpx-vp9", "yuv420p", "libopus", _WEBM_AUDIO, growing=_SHORT_CLUSTERS
+    ),
     ".avi": ContainerFormat(
         "avi", "mjpeg", "yuvj420p", "pcm_s16le", _AVI_AUDIO, constant_rate=True
     ),
@@ -106,7 +119,10 @@ def encoder_options(codec: str, quality: int) -> dict[str, str]:
         # VP9's CRF runs 0..63; b=0 makes it constant quality; realtime + cpu-used 8 keeps it
         # about as fast as x264 veryfast (a few ms per 640x480 frame).
         crf = round(quality * 63 / MAX_QUALITY)
-        return {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
+        return {
+            **{"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"},
+            "lag-in-frames": "0",
+        }
     if codec == "mjpeg":
         # Six CRF steps double x264's quantizer step; JPEG's qscale is linear in its step:
         # CRF 18 -> q 2 (near lossless), 23 -> 4, 30 -> 8, 42 and above -> 31.
@@ -134,6 +150,7 @@ class VideoEncoder:
         audio_from: str | os.PathLike[str] | None = None,
         extension: str | None = None,
         file: BinaryIO | None = None,
+        keep_gaps: bool = False,
     ) -> None:
         """Open the file and its encoders.
 
@@ -148,6 +165,8 @@ class VideoEncoder:
             extension: the extension that picks the format (default: ``path``'s own).
             file: an open binary file to write instead of opening ``path`` (which then only
                 names it in messages); the caller closes it after ``close()``.
+            keep_gaps: keep a gap between two frames however long (a real-time recording's
+                pause), rather than take it for a jump of the input's clock.
 
         Raises:
             SinkError: unknown extension, bad size/fps/quality, an encoder missing in this
@@ -197,9 +216,13 @@ class VideoEncoder:
         self._last_ticks = -1
         self._shift = 0  # ticks added to the input's clock since its jumps
         self._jump_ticks = round(JUMP_AHEAD / self._time_base) + self._frame_ticks
+        if keep_gaps:
+            self._jump_ticks = 2**62
         self._warned_pts = False
         self._failure: str | None = None  # why a write failed; the file is then given up
-        options = {"movflags": GROWING_MP4} if fmt.faststart else {}
+        # Each packet leaves FFmpeg's buffer at once: a fragment (mp4) or cluster (mkv, webm)
+        # is written whole, so what is on disk plays up to its end whenever the run stops.
+        options = {"flush_packets": "1", **fmt.growing}
         existed = file is not None or self._path.exists()  # on a failed start: remove only ours
         try:
             where = file if file is not None else str(self._path)
@@ -415,7 +438,7 @@ def make_faststart(growing: Path, final: Path, *, extension: str) -> None:
     ):
         streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
         for packet in source.demux():
-            if packet.dts is None:
+            if packet.size == 0:
                 continue  # a flush marker
             packet.stream = streams[packet.stream.index]
             out.mux(packet)
