@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from avclips import playable_frame_times
 from helpers import (
     FAST,
     LivedreamProcess,
@@ -161,7 +162,7 @@ class Render(LivedreamProcess):
 
     def __init__(self, clip: Path, out: Path, args: list[str] = RENDER_ARGS) -> None:
         self.out = out
-        self.temp = out.with_name(f".{out.name}.partial{out.suffix}")
+        self.pattern = f".{out.name}.*.partial{out.suffix}"  # the run's own hidden file
         super().__init__(["-i", str(clip), "-o", str(out), *args])
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -171,9 +172,15 @@ class Render(LivedreamProcess):
             assert time.monotonic() < deadline, f"timed out:\n{self.err}"
             time.sleep(0.01)
 
+    @property
+    def temp(self) -> Path | None:
+        found = sorted(self.out.parent.glob(self.pattern))
+        assert len(found) <= 1, found
+        return found[0] if found else None
+
     def temp_size(self) -> int:
         try:
-            return self.temp.stat().st_size
+            return self.temp.stat().st_size if self.temp is not None else -1
         except FileNotFoundError:
             return -1
 
@@ -289,8 +296,13 @@ def test_crash_mid_render_leaves_nothing_under_the_requested_name(render: Render
     render.signal(signal.SIGKILL)
     assert render.proc.returncode == -signal.SIGKILL
     assert not render.out.exists()
-    # What was written is only in the hidden temporary file, which no one takes for the video.
-    assert hidden_files(render.out.parent) == [render.temp.name]
+    # What was written is only in the hidden file, which no one takes for the video, and it
+    # plays: every frame but at most the last second's.
+    temp = render.temp
+    assert temp is not None and hidden_files(render.out.parent) == [temp.name]
+    times = playable_frame_times(temp)
+    assert len(times) > 10
+    assert times == pytest.approx([i / 25 for i in range(len(times))], abs=1e-3)
 
 
 def test_demo_replaces_its_own_output_but_not_a_named_one(
