@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,6 +39,7 @@ from helpers import (
 from rich.console import Console
 
 import livedream.cli
+import livedream.dream
 from livedream.args import parse_args
 from livedream.cli import main
 from livedream.errors import SourceLostError
@@ -317,3 +319,28 @@ def test_demo_replaces_its_own_output_but_not_a_named_one(
     assert main(["--demo", "-o", "mine.mp4", "--max-frames", "2", *FAST]) == 2
     assert "already exists" in one_line(capfd.readouterr().err)
     assert (tmp_path / "mine.mp4").read_bytes() == b"keep me"
+
+
+def test_a_dream_failure_mid_render_publishes_the_frames_so_far(
+    tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The dream runs out of memory at the 6th keyframe (as a GPU might at frame 500 of 1,000).
+    real = livedream.dream.Dreamer.keyframe
+    calls = 0
+
+    def failing(self: livedream.dream.Dreamer, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 5:
+            raise MemoryError
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(livedream.dream.Dreamer, "keyframe", failing)
+    out = tmp_path / "out.mp4"
+    code = main(["-i", str(clip), "-o", str(out), *FAST])
+    err = capfd.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: out of memory dreaming at")
+    assert count_frames(out)[0] == 5  # every frame dreamed before the failure, published
+    assert hidden_files(tmp_path) == []
