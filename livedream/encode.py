@@ -234,7 +234,11 @@ class VideoEncoder:
             self._video = self._add_video(rate, quality)
             if audio_from is not None:
                 self._audio = Soundtrack(
-                    Path(audio_from), self._out, copy=fmt.copy_audio, codec=fmt.audio_codec
+                    Path(audio_from),
+                    self._out,
+                    copy=fmt.copy_audio,
+                    codec=fmt.audio_codec,
+                    name=self._path,
                 )
             try:
                 self._out.start_encoding()  # creates the file: a bad path fails here, not later

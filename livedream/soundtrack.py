@@ -65,11 +65,13 @@ class Soundtrack:
         *,
         copy: frozenset[str],
         codec: str,
+        name: Path | None = None,
     ) -> None:
         """Open ``source`` and add one output stream per sound stream to ``out``.
 
         Args:
             copy: codecs ``out`` takes unchanged; any other sound is re-encoded to ``codec``.
+            name: the output file, for messages (default: ``out``'s own name).
 
         Raises:
             SinkError: ``source`` cannot be read, or ``codec`` is missing in this PyAV build.
@@ -81,6 +83,7 @@ class Soundtrack:
                 f"cannot read the sound of {source}: {av_reason(e)}; expected a readable media "
                 "file, or no sound"
             ) from None
+        target = name if name is not None else Path(out.name)
         self._origin = _video_start(self._in)
         self._tracks: dict[int, _Copy | _Reencode] = {}
         try:
@@ -92,22 +95,22 @@ class Soundtrack:
                         "left out of %s",
                         source,
                         stream.index,
-                        out.name,
+                        target,
                     )
                     continue
                 # The codec's own name: the decoder's may differ (mp3 is decoded by "mp3float").
-                name = stream.codec_context.codec.canonical_name
-                if name in copy:
+                kind = stream.codec_context.codec.canonical_name
+                if kind in copy:
                     track = _Copy(stream, out)
                 else:
-                    check_encoder(codec, Path(out.name))
+                    check_encoder(codec, target)
                     track = _Reencode(stream, out, codec)
                 self._tracks[stream.index] = track
                 logger.info(
                     "%s: sound stream %d (%s) %s",
-                    out.name,
+                    target,
                     stream.index,
-                    name,
+                    kind,
                     "copied" if isinstance(track, _Copy) else f"re-encoded to {codec}",
                 )
         except BaseException:
@@ -244,7 +247,7 @@ class _Reencode:
     ):
         self._out = out
         self._decoder = stream.codec_context
-        self._name = f"{stream.container.name}: sound stream {stream.index}"
+        self._name = f"{stream.container.name}: sound stream {stream.index}"  # the input's
         self._warned = False
         self._next = EARLY  # output seconds: sound before this would go back in time
         self._shift = 0.0  # input seconds -> output seconds, as of the newest packet
