@@ -103,6 +103,9 @@ def test_two_runs_writing_the_same_name_each_get_their_own_hidden_file(tmp_path:
         assert len(probe(target).frame_times) == 30
     assert len(probe(target).frame_times) == 10  # the last to finish holds the name
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file, not private
 
 
 def test_a_symlink_planted_at_a_hidden_name_is_not_followed(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import tempfile
 import threading
 from pathlib import Path
@@ -96,15 +97,19 @@ def _hidden_file(path: Path) -> tuple[int, Path]:
 
     Beside the target (same file system, so the rename is atomic), unique to this run and
     created with O_EXCL (a name taken, or a symlink planted there, is never used), ending in
-    the target's extension so that a player recognises a kept partial file.
+    the target's extension so that a player recognises a kept partial file. Its permissions
+    are those of any new file (the umask's), as the published file keeps them.
     """
-    try:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=f".partial{path.suffix}", dir=path.parent
-        )
-    except OSError as e:
-        raise SinkError(f"cannot write {path}: {e.strerror}; choose another folder") from None
-    return fd, Path(name)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        name = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial{path.suffix}")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise SinkError(f"cannot write {path}: {e.strerror}; choose another folder") from None
+    raise SinkError(f"cannot write {path}: no free hidden name beside it; clean up its folder")
 
 
 def _publish(temp: Path, path: Path) -> None:
