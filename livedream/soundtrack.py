@@ -100,7 +100,7 @@ class Soundtrack:
                     continue
                 # The codec's own name: the decoder's may differ (mp3 is decoded by "mp3float").
                 kind = stream.codec_context.codec.canonical_name
-                if kind in copy:
+                if kind in copy and not _needs_header(stream, out):
                     track = _Copy(stream, out)
                 else:
                     check_encoder(codec, target)
@@ -358,3 +358,13 @@ def _video_start(media: av.container.InputContainer) -> float:
         break
     start = media.start_time  # microseconds, None when unknown
     return 0.0 if start is None else start / 1_000_000
+
+
+def _needs_header(stream: av.audio.AudioStream, out: av.container.OutputContainer) -> bool:
+    """True for AAC without its header (ADTS, as in .ts files) going into an MP4/MOV: a
+    fragmented MP4 cannot take it copied, so it is re-encoded."""
+    return (
+        stream.codec_context.codec.canonical_name == "aac"
+        and not stream.codec_context.extradata
+        and out.format.name in ("mp4", "mov")
+    )

@@ -186,25 +186,32 @@ def make_flash_clip(
     return path
 
 
-def flash_time(path: Path) -> float:
-    """When ``path``'s white frame is shown, in seconds from the file's start."""
+def flash_times(path: Path) -> list[float]:
+    """When ``path``'s white frames are shown, in seconds from the file's start."""
     with av.open(str(path)) as clip:
         start = clip.start_time / 1_000_000 if clip.start_time is not None else 0.0
-        for frame in clip.decode(video=0):
-            if frame.to_ndarray(format="gray").mean() > 128:
-                return float(frame.time or 0.0) - start
-    raise AssertionError(f"no white frame in {path}")
+        return [
+            float(frame.time or 0.0) - start
+            for frame in clip.decode(video=0)
+            if frame.to_ndarray(format="gray").mean() > 128
+        ]
 
 
-def click_time(path: Path) -> float:
-    """When ``path``'s sound first clicks, in seconds from the file's start."""
+def click_times(path: Path) -> list[float]:
+    """When ``path``'s sound clicks (a loud onset after 0.1 s or more of quiet), in seconds
+    from the file's start."""
+    onsets: list[float] = []
+    last_loud = -1.0
     with av.open(str(path)) as clip:
         start = clip.start_time / 1_000_000 if clip.start_time is not None else 0.0
         for frame in clip.decode(audio=0):
-            loud = np.flatnonzero(np.abs(frame.to_ndarray()).max(axis=0) > 0.4)
-            if loud.size:
-                return float(frame.time or 0.0) + loud[0] / frame.sample_rate - start
-    raise AssertionError(f"no click in the sound of {path}")
+            begin = float(frame.time or 0.0) - start
+            for i in np.flatnonzero(np.abs(frame.to_ndarray()).max(axis=0) > 0.4):
+                at = begin + i / frame.sample_rate
+                if at - last_loud > 0.1:
+                    onsets.append(at)
+                last_loud = at
+    return onsets
 
 
 def playable_frame_times(path: Path) -> list[float]:
