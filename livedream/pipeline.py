@@ -109,6 +109,7 @@ class Pipeline:
         self.on_idle: Callable[[], None] | None = None  # called while __iter__ waits
         self._make_dreamer = make_dreamer
         self._keyframed = threading.Event()  # the first keyframe is published
+        self._clock = (-float("inf"), 0.0)  # render: the last frame's steady time, and the shift
         # Live: every frame to the caller, the newest to the dream. File: frames in order
         # through the dream to the caller.
         self._to_dream: Queue = queue.Queue(maxsize=1 if live else 4)
@@ -407,6 +408,13 @@ class Pipeline:
         # The input's own clock: a keyframe's age is how far apart the frames are in the video.
         fps = self.source.fps or DEFAULT_FPS
         clock = item.pts if item.pts is not None else item.index / fps
+        # Steady when the input's clock jumps back (files joined): a keyframe's time must not
+        # fall before a reset made ahead of the jump, or it would be ignored as stale.
+        last, shift = self._clock
+        if clock + shift <= last:
+            shift = last + 1 / fps - clock
+        clock += shift
+        self._clock = (clock, shift)
         self._apply_controls(self.dreamer, clock)
         if not self.dreamer.enabled:
             self.compositor.reset(clock)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -399,6 +400,51 @@ def test_tensorflow_chatter_stays_out_of_the_terminal_unless_verbose(
 
 
 # --- 6. long runs ------------------------------------------------------------------------------
+
+
+def _scenes_ts(path: Path, scenes: list[int]) -> Path:
+    """A 1 s MPEG-TS clip at 25 fps: frame i shows still scene ``scenes[i // 5]`` (0 or 1)."""
+    rng = np.random.default_rng(1)
+    texture = cv2.resize(rng.integers(0, 60, (24, 32, 3), dtype=np.uint8), (160, 120))
+    stills = [texture + 20, 255 - texture]  # a dark scene and a bright one
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(stills[scenes[i // 5]], format="bgr24")
+            frame.pts = i
+            out.mux(video.encode(frame.reformat(format="yuv420p")))
+        out.mux(video.encode(None))
+    return path
+
+
+def test_a_clock_that_jumps_back_does_not_stale_the_dream(
+    tmp_path: Path, tiny_dreamer: Callable[[], Dreamer]
+) -> None:
+    # Each part cuts to another scene and back (at 0.4 s and 0.8 s); the join does not cut.
+    # After the clock starts over, each keyframe dreamed must still be the one shown.
+    part = _scenes_ts(tmp_path / "part.ts", [0, 0, 1, 1, 0]).read_bytes()
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(part + part)
+    source = VideoFileSource(joined)
+    with Pipeline(source, tiny_dreamer, live=False, dream_every=3) as pipeline:
+        dreamed, shown = [], []
+        publish = pipeline.compositor.publish
+
+        def spy(keyframe: Any) -> None:
+            publish(keyframe)
+            dreamed.append(keyframe.index)
+            current = pipeline.compositor.keyframe
+            shown.append(current.index if current is not None else None)
+
+        pipeline.compositor.publish = spy  # type: ignore[method-assign]
+        while not pipeline.ended:
+            pipeline.next_frame(0.05)
+    assert pipeline.error is None
+    assert pipeline.compositor.cuts >= 2  # the scene cuts were seen, and each reset the dream
+    assert pipeline.stats.output == 50
+    assert max(dreamed) >= 48
+    assert shown == dreamed
 
 
 def test_no_thread_outlives_a_stopped_pipeline(tiny_dreamer: Callable[[], Dreamer]) -> None:
