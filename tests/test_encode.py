@@ -290,7 +290,7 @@ class FillingDisk(io.FileIO):
         return super().write(data)
 
 
-@pytest.mark.parametrize("extension", [".mp4", ".mov", ".mkv", ".webm"])
+@pytest.mark.parametrize("extension", [".mp4", ".mov", ".mkv", ".webm", ".avi"])
 def test_a_full_disk_leaves_a_file_that_plays_all_but_its_last_second(
     tmp_path: Path, extension: str
 ) -> None:

@@ -92,7 +92,7 @@ def check_output_path(path: str | os.PathLike[str], *, overwrite: bool) -> None:
         _check_target(path, overwrite=overwrite, extensions=VIDEO_EXTENSIONS, kind="video")
 
 
-def _hidden_file(path: Path) -> tuple[int, Path]:
+def _hidden_file(path: Path, error: type[Exception] = SinkError) -> tuple[int, Path]:
     """Create a hidden file for ``path``: an open descriptor and its name.
 
     Beside the target (same file system, so the rename is atomic), unique to this run and
@@ -108,8 +108,8 @@ def _hidden_file(path: Path) -> tuple[int, Path]:
         except FileExistsError:
             continue
         except OSError as e:
-            raise SinkError(f"cannot write {path}: {e.strerror}; choose another folder") from None
-    raise SinkError(f"cannot write {path}: no free hidden name beside it; clean up its folder")
+            raise error(f"cannot write {path}: {e.strerror}; choose another folder") from None
+    raise error(f"cannot write {path}: no free hidden name beside it; clean up its folder")
 
 
 def _publish(temp: Path, path: Path) -> None:
@@ -276,7 +276,7 @@ class VideoFileSink(Sink):
 
     def _make_faststart(self) -> None:
         """Replace the fragmented hidden file by a copy with its index in front."""
-        fd, final = _hidden_file(self._path)
+        fd, final = _hidden_file(self._path, OutputWriteError)
         os.close(fd)
         try:
             make_faststart(self._temp, final, extension=self._path.suffix)
@@ -338,7 +338,7 @@ class ImageFileSink(Sink):
             ok, data = cv2.imencode(self._path.suffix.lower(), self._last)
             if not ok:
                 raise OutputWriteError(f"cannot encode {self._path}: OpenCV has no writer for it")
-            fd, temp = _hidden_file(self._path)
+            fd, temp = _hidden_file(self._path, OutputWriteError)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data.tobytes())
