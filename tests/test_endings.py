@@ -345,3 +345,40 @@ def test_a_dream_failure_mid_render_publishes_the_frames_so_far(
     assert err.strip().splitlines()[-1].startswith("error: out of memory dreaming at")
     assert count_frames(out)[0] == 5  # every frame dreamed before the failure, published
     assert hidden_files(tmp_path) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 400 kB tmpfs of its own: a disk that fills up a few frames in."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_full_disk_keeps_the_old_file_and_the_frames_so_far(
+    small_disk: Path, long_clip: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    out = small_disk / "out.mp4"
+    out.write_bytes(b"an earlier render")
+    code = main(["-i", str(long_clip), "-o", str(out), "--overwrite", *FAST])
+    err = capfd.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    [hidden] = hidden_files(small_disk)
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"error: cannot write {small_disk / hidden}: No space left on device; "
+        "the file is incomplete"
+    )
+    assert out.read_bytes() == b"an earlier render"
+    assert len(playable_frame_times(small_disk / hidden)) > 0  # the frames so far play
