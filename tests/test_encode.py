@@ -1,5 +1,6 @@
-"""VideoEncoder: files browsers play (H.264 with the index in front, VP9 in WebM), every frame
-at its time, and the input's sound carried along and cut where the video ends."""
+"""VideoEncoder: files browsers play (H.264, VP9 in WebM) and that play however writing ends,
+every frame at its time (clock jumps followed on), and the input's sound carried along, in
+sync with the picture and cut where the video ends."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def encode(path: Path, frames: int, **kwargs: object) -> Path:
     return path
 
 
-def test_mp4_is_h264_yuv420p_with_every_frame_and_its_index_in_front(tmp_path: Path) -> None:
+def test_mp4_is_h264_yuv420p_with_every_frame_and_an_index_per_fragment(tmp_path: Path) -> None:
+    # The encoder writes an MP4 fragmented, so that it plays however writing ends; the file
+    # sink then publishes it with one index in front (test_sinks).
     out = encode(tmp_path / "dream.mp4", 30)
     found = probe(out)
     assert found.video_codec == "h264"
@@ -48,7 +51,7 @@ def test_mp4_is_h264_yuv420p_with_every_frame_and_its_index_in_front(tmp_path: P
     assert len(found.frame_times) == 30
     assert found.average_rate == FPS
     boxes = top_level_boxes(out)
-    assert boxes.index("moov") < boxes.index("mdat"), boxes
+    assert boxes.index("moov") < boxes.index("moof") < boxes.index("mdat"), boxes
     assert found.audio_codecs == []  # no sound asked for, none written
 
 
