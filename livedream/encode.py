@@ -55,7 +55,7 @@ Frame = npt.NDArray[np.uint8]  # (H, W, 3) uint8 BGR
 DEFAULT_QUALITY = 23  # x264's own default CRF: good quality at a modest size
 MAX_QUALITY = 51  # x264's CRF range is 0 (lossless) .. 51 (worst)
 TICKS = 90_000  # video clock, ticks per second: exact for 24, 25, 30, 50, 60 and 30000/1001 fps
-# Fragmented MP4 while writing: one fragment per keyframe, each with its own index. The
+# Fragmented MP4 while writing: a fragment per keyframe or 0.25 s, each with its index. The
 # first index waits for the first fragment (delay_moov) so that it knows the B-frame delay
 # (an edit list): without it every frame would show two frames late.
 GROWING_MP4 = "frag_keyframe+delay_moov+default_base_moof"
@@ -69,7 +69,7 @@ _MKV_AUDIO = frozenset(
     | {"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8"}
 )
 _WEBM_AUDIO = frozenset({"opus", "vorbis"})
-_FRAGMENTED = {"movflags": GROWING_MP4}
+_FRAGMENTED = {"movflags": GROWING_MP4, "frag_duration": "250000"}  # and every 0.25 s (us)
 _SHORT_CLUSTERS = {"cluster_time_limit": "500"}  # ms: a cluster is written when complete
 _AVI_AUDIO = frozenset({"mp3", "mp2", "ac3", "aac", "pcm_s16le", "pcm_u8"})
 

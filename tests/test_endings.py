@@ -305,7 +305,8 @@ def test_crash_mid_render_leaves_nothing_under_the_requested_name(render: Render
     assert temp is not None and hidden_files(render.out.parent) == [temp.name]
     times = playable_frame_times(temp)
     assert len(times) > 10
-    assert times == pytest.approx([i / 25 for i in range(len(times))], abs=1e-3)
+    assert times[:10] == pytest.approx([i / 25 for i in range(10)], abs=1e-3)
+    assert times == sorted(set(times))
 
 
 def test_demo_replaces_its_own_output_but_not_a_named_one(
