@@ -10,11 +10,12 @@ path so that a hidden temporary name works too:
             enc.write(frame, pts)
 
 - .mp4 .m4v .mov .mkv: H.264 (libx264, preset veryfast, CRF ``quality``), yuv420p, BT.709.
-  mp4/m4v/mov are written fragmented (an index per fragment, one fragment per keyframe), so
-  the file plays up to its last fragment however writing ends; ``make_faststart()`` then copies
-  a finished one into a plain file with its index in front, which a browser plays while
-  downloading.
-- .webm: VP9 (libvpx-vp9, constant quality, realtime speed), sound in Opus.
+  mp4/m4v/mov are written fragmented (an index per fragment, a fragment per keyframe or
+  0.25 s), so the file plays up to its last fragment however writing ends; ``make_faststart()``
+  then copies a finished one into a plain file with its index in front, which a browser plays
+  while downloading.
+- .webm: VP9 (libvpx-vp9, constant quality, realtime speed), sound in Opus. mkv and webm
+  play as they grow; their clusters are kept to half a second.
 - .avi: Motion JPEG at a fixed quantizer (AVI is constant-rate: timestamps snap to 1/fps).
 
 A keyframe comes at least every second (the GOP), so a file cut short loses at most about
@@ -117,7 +118,8 @@ def encoder_options(codec: str, quality: int) -> dict[str, str]:
         return {"crf": str(quality), "preset": "veryfast"}
     if codec == "libvpx-vp9":
         # VP9's CRF runs 0..63; b=0 makes it constant quality; realtime + cpu-used 8 keeps it
-        # about as fast as x264 veryfast (a few ms per 640x480 frame).
+        # about as fast as x264 veryfast (a few ms per 640x480 frame). No lookahead: frames
+        # held in the encoder would be lost with a killed run (libvpx holds 25 by default).
         crf = round(quality * 63 / MAX_QUALITY)
         return {
             **{"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"},
