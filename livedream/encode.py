@@ -11,7 +11,7 @@ path so that a hidden temporary name works too:
 
 - .mp4 .m4v .mov .mkv: H.264 (libx264, preset veryfast, CRF ``quality``), yuv420p, BT.709.
   mp4/m4v/mov are written fragmented (an index per fragment, a fragment per keyframe or
-  0.25 s), so the file plays up to its last fragment however writing ends; ``make_faststart()``
+  0.25 s), so the file plays up to its last fragment however writing ends; the file sink
   then copies a finished one into a plain file with its index in front, which a browser plays
   while downloading.
 - .webm: VP9 (libvpx-vp9, constant quality, realtime speed), sound in Opus. mkv and webm
@@ -428,23 +428,3 @@ class VideoEncoder:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def make_faststart(growing: Path, final: Path, *, extension: str) -> None:
-    """Copy the fragmented file ``growing`` into ``final`` with its index in front, packet for
-    packet (no re-encoding): the plain MP4/MOV a browser plays while downloading.
-
-    Raises:
-        OSError, av.FFmpegError: ``growing`` could not be read or ``final`` written.
-    """
-    fmt = FORMATS[extension.lower()]
-    with (
-        av.open(str(growing)) as source,
-        av.open(str(final), "w", format=fmt.muxer, options={"movflags": "+faststart"}) as out,
-    ):
-        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
-        for packet in source.demux():
-            if packet.size == 0:
-                continue  # a flush marker
-            packet.stream = streams[packet.stream.index]
-            out.mux(packet)

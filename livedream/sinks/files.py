@@ -4,7 +4,7 @@ renamed into place on ``close()``.
 The hidden name is unique to the run and created exclusively (never through a symlink), beside
 the target and ending in its extension: ``.dream.mp4.k3j2x9ab.partial.mp4``. An .mp4/.m4v/.mov
 is written fragmented and copied with its index in front when finished
-(``encode.make_faststart``); .mkv/.webm/.avi play as they grow.
+(``make_faststart``); .mkv/.webm/.avi play as they grow.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import cv2
 
-from livedream.encode import DEFAULT_QUALITY, VIDEO_EXTENSIONS, VideoEncoder, make_faststart
+from livedream.encode import DEFAULT_QUALITY, FORMATS, VIDEO_EXTENSIONS, VideoEncoder
 from livedream.errors import OutputWriteError, SinkError
 from livedream.media import IMAGE_EXTENSIONS, Frame, check_frame, is_image_path
 from livedream.sinks.base import Sink
@@ -120,6 +120,26 @@ def _publish(temp: Path, path: Path) -> None:
             f"cannot move the finished {temp.name} to {path}: {e.strerror}; "
             f"the frames are kept in {temp}"
         ) from e
+
+
+def make_faststart(growing: Path, final: Path, *, extension: str) -> None:
+    """Copy the fragmented file ``growing`` into ``final`` with its index in front, packet for
+    packet (no re-encoding): the plain MP4/MOV a browser plays while downloading.
+
+    Raises:
+        OSError, av.FFmpegError: ``growing`` could not be read or ``final`` written.
+    """
+    fmt = FORMATS[extension.lower()]
+    with (
+        av.open(str(growing)) as source,
+        av.open(str(final), "w", format=fmt.muxer, options={"movflags": "+faststart"}) as out,
+    ):
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        for packet in source.demux():
+            if packet.size == 0:
+                continue  # a flush marker
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
 
 
 class VideoFileSink(Sink):
