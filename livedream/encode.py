@@ -72,7 +72,9 @@ _MKV_AUDIO = frozenset(
 _WEBM_AUDIO = frozenset({"opus", "vorbis"})
 _FRAGMENTED = {"movflags": GROWING_MP4, "frag_duration": "250000"}  # and every 0.25 s (us)
 _SHORT_CLUSTERS = {"cluster_time_limit": "500"}  # ms: a cluster is written when complete
-_AVI_AUDIO = frozenset({"mp3", "mp2", "ac3", "aac", "pcm_s16le", "pcm_u8"})
+# AVI keeps no time per sound packet, only their order: compressed sound that does not start
+# on its packet grid (video starting mid-packet, joined files) cannot be copied; PCM can.
+_AVI_AUDIO = frozenset({"pcm_s16le", "pcm_u8"})
 
 
 @dataclass(frozen=True)

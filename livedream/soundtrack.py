@@ -207,15 +207,20 @@ class _Copy:
         self._out = out
         self._stream = out.add_stream_from_template(stream)
         self._last_dts: int | None = None  # the newest packet muxed, in the stream's time base
+        # MP4 and MOV take sound that starts a little before the picture (an edit list): the
+        # packet under the first frame is kept there, so AAC's priming survives. Elsewhere a
+        # negative time after the first frame is refused, and the packet is dropped.
+        self._lead_in = out.format.name in ("mp4", "mov")
 
     def put(self, packet: av.Packet[av.stream.Stream], limit: float, at: float) -> None:
         # A packet is a few ms of sound (AAC: 21 ms at 48 kHz), kept whole, as cutting it would
-        # mean re-encoding it: one that starts before the video's end is kept, and one that
-        # ends before the first frame (or, after a jump, does not follow the last) is dropped.
+        # mean re-encoding it: one that starts before the video's end is kept, and one before
+        # the first frame (or, after a jump, one that does not follow the last) is dropped.
         ts = packet.pts if packet.pts is not None else packet.dts
         if ts is None or packet.time_base is None:
             return
-        if at + float((packet.duration or 0) * packet.time_base) < EARLY:
+        lead_in = float((packet.duration or 0) * packet.time_base) if self._lead_in else 0.0
+        if at + lead_in < EARLY:
             return
         shift = round(at / packet.time_base) - ts
         dts = (packet.dts if packet.dts is not None else ts) + shift

@@ -313,11 +313,16 @@ def test_a_full_disk_leaves_a_file_that_plays_all_but_its_last_second(
     assert times == sorted(set(times)) and len(times) <= written
 
 
-def test_sound_stays_with_its_picture_when_the_video_starts_late(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("given", "made"), [(".mkv", ".mp4"), (".ts", ".mp4"), (".mkv", ".avi"), (".mp4", ".webm")]
+)
+def test_sound_stays_with_its_picture_when_the_video_starts_late(
+    tmp_path: Path, given: str, made: str
+) -> None:
     # The sound starts 0.48 s before the picture (a camera's .MTS, an OBS recording): the
     # click at input time 1.0 s must sound with the white frame of input time 1.0 s.
-    clip = make_flash_clip(tmp_path / "late.mkv", video_start=0.48, flash_at=1.0)
-    out = tmp_path / "dream.mp4"
+    clip = make_flash_clip(tmp_path / f"late{given}", video_start=0.48, flash_at=1.0)
+    out = tmp_path / f"dream{made}"
     with (
         VideoFileSource(clip) as source,
         VideoEncoder(out, width=64, height=48, fps=FPS, audio_from=clip) as enc,
