@@ -143,7 +143,7 @@ def make_faststart(growing: Path, final: Path, *, extension: str) -> None:
 
 
 class VideoFileSink(Sink):
-    """A video file, written under a hidden temporary name and renamed into place on ``close()``.
+    """A video file, written under a hidden name of its own and renamed into place on ``close()``.
 
     Written by ``livedream.encode``: H.264 in .mp4/.m4v/.mov/.mkv, VP9 in .webm, Motion JPEG in
     .avi, with the sound of ``audio_from`` carried over. ``write()`` and ``close()`` may be
