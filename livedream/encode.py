@@ -9,10 +9,19 @@ path so that a hidden temporary name works too:
         for frame, pts in frames:      # pts: seconds on the input's clock, or None
             enc.write(frame, pts)
 
-- .mp4 .m4v .mov .mkv: H.264 (libx264, preset veryfast, CRF ``quality``), yuv420p, BT.709;
-  mp4/m4v/mov put their index in front (``+faststart``) so a browser plays while downloading.
-- .webm: VP9 (libvpx-vp9, constant quality, realtime speed), sound in Opus.
+- .mp4 .m4v .mov .mkv: H.264 (libx264, preset veryfast, CRF ``quality``), yuv420p, BT.709.
+  mp4/m4v/mov are written fragmented (an index per fragment, a fragment per keyframe or
+  0.25 s), so the file plays up to its last fragment however writing ends; the file sink
+  then copies a finished one into a plain file with its index in front, which a browser plays
+  while downloading.
+- .webm: VP9 (libvpx-vp9, constant quality, realtime speed), sound in Opus. mkv and webm
+  play as they grow; their clusters are kept to half a second.
 - .avi: Motion JPEG at a fixed quantizer (AVI is constant-rate: timestamps snap to 1/fps).
+
+A keyframe comes at least every second (the GOP), so a file cut short loses at most about
+its last second. Timestamps that jump (files joined with ``cat``, a camera's clock reset) are
+made to follow on: a frame more than one frame interval back, or over ``JUMP_AHEAD`` seconds
+ahead, comes one frame interval after the last, and the frames after it keep their spacing.
 
 Odd sizes lose their last column or row (H.264/VP9 4:2:0 need even sizes). Every sound stream
 of ``audio_from`` is copied packet for packet where the container takes its codec (``copy_audio``
@@ -27,17 +36,18 @@ import contextlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import av
 import numpy as np
 import numpy.typing as npt
 
 from livedream.errors import OutputWriteError, SinkError
-from livedream.soundtrack import Soundtrack, av_reason, check_encoder
+from livedream.soundtrack import JUMP_AHEAD, Soundtrack, av_reason, check_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +56,10 @@ Frame = npt.NDArray[np.uint8]  # (H, W, 3) uint8 BGR
 DEFAULT_QUALITY = 23  # x264's own default CRF: good quality at a modest size
 MAX_QUALITY = 51  # x264's CRF range is 0 (lossless) .. 51 (worst)
 TICKS = 90_000  # video clock, ticks per second: exact for 24, 25, 30, 50, 60 and 30000/1001 fps
+# Fragmented MP4 while writing: a fragment per keyframe or 0.25 s, each with its index. The
+# first index waits for the first fragment (delay_moov) so that it knows the B-frame delay
+# (an edit list): without it every frame would show two frames late.
+GROWING_MP4 = "frag_keyframe+delay_moov+default_base_moof"
 
 # Sound codecs each container carries unchanged. mp4/m4v are meant for browsers, so they copy
 # only what browsers decode there (AC-3 or DTS would leave Chrome silent: those get AAC).
@@ -56,7 +70,11 @@ _MKV_AUDIO = frozenset(
     | {"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8"}
 )
 _WEBM_AUDIO = frozenset({"opus", "vorbis"})
-_AVI_AUDIO = frozenset({"mp3", "mp2", "ac3", "aac", "pcm_s16le", "pcm_u8"})
+_FRAGMENTED = {"movflags": GROWING_MP4, "frag_duration": "250000"}  # and every 0.25 s (us)
+_SHORT_CLUSTERS = {"cluster_time_limit": "500"}  # ms: a cluster is written when complete
+# AVI keeps no time per sound packet, only their order: compressed sound that does not start
+# on its packet grid (video starting mid-packet, joined files) cannot be copied; PCM can.
+_AVI_AUDIO = frozenset({"pcm_s16le", "pcm_u8"})
 
 
 @dataclass(frozen=True)
@@ -68,16 +86,27 @@ class ContainerFormat:
     pix_fmt: str
     audio_codec: str  # for sound that cannot be copied
     copy_audio: frozenset[str]  # sound codecs copied unchanged
-    faststart: bool = False  # index (moov) before the data, for playback while downloading
+    faststart: bool = False  # written fragmented, then copied with its index (moov) in front
+    growing: dict[str, str] = field(default_factory=dict)  # muxer options while writing
     constant_rate: bool = False  # the container stores no timestamps, only a frame rate
 
 
 FORMATS: dict[str, ContainerFormat] = {
-    ".mp4": ContainerFormat("mp4", "libx264", "yuv420p", "aac", _WEB_MP4_AUDIO, faststart=True),
-    ".m4v": ContainerFormat("mp4", "libx264", "yuv420p", "aac", _WEB_MP4_AUDIO, faststart=True),
-    ".mov": ContainerFormat("mov", "libx264", "yuv420p", "aac", _MOV_AUDIO, faststart=True),
-    ".mkv": ContainerFormat("matroska", "libx264", "yuv420p", "aac", _MKV_AUDIO),
-    ".webm": ContainerFormat("webm", "libvpx-vp9", "yuv420p", "libopus", _WEBM_AUDIO),
+    ".mp4": ContainerFormat(
+        "mp4", "libx264", "yuv420p", "aac", _WEB_MP4_AUDIO, faststart=True, growing=_FRAGMENTED
+    ),
+    ".m4v": ContainerFormat(
+        "mp4", "libx264", "yuv420p", "aac", _WEB_MP4_AUDIO, faststart=True, growing=_FRAGMENTED
+    ),
+    ".mov": ContainerFormat(
+        "mov", "libx264", "yuv420p", "aac", _MOV_AUDIO, faststart=True, growing=_FRAGMENTED
+    ),
+    ".mkv": ContainerFormat(
+        "matroska", "libx264", "yuv420p", "aac", _MKV_AUDIO, growing=_SHORT_CLUSTERS
+    ),
+    ".webm": ContainerFormat(
+        "webm", "libvpx-vp9", "yuv420p", "libopus", _WEBM_AUDIO, growing=_SHORT_CLUSTERS
+    ),
     ".avi": ContainerFormat(
         "avi", "mjpeg", "yuvj420p", "pcm_s16le", _AVI_AUDIO, constant_rate=True
     ),
@@ -91,9 +120,13 @@ def encoder_options(codec: str, quality: int) -> dict[str, str]:
         return {"crf": str(quality), "preset": "veryfast"}
     if codec == "libvpx-vp9":
         # VP9's CRF runs 0..63; b=0 makes it constant quality; realtime + cpu-used 8 keeps it
-        # about as fast as x264 veryfast (a few ms per 640x480 frame).
+        # about as fast as x264 veryfast (a few ms per 640x480 frame). No lookahead: frames
+        # held in the encoder would be lost with a killed run (libvpx holds 25 by default).
         crf = round(quality * 63 / MAX_QUALITY)
-        return {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
+        return {
+            **{"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"},
+            "lag-in-frames": "0",
+        }
     if codec == "mjpeg":
         # Six CRF steps double x264's quantizer step; JPEG's qscale is linear in its step:
         # CRF 18 -> q 2 (near lossless), 23 -> 4, 30 -> 8, 42 and above -> 31.
@@ -120,6 +153,8 @@ class VideoEncoder:
         quality: int = DEFAULT_QUALITY,
         audio_from: str | os.PathLike[str] | None = None,
         extension: str | None = None,
+        file: BinaryIO | None = None,
+        keep_gaps: bool = False,
     ) -> None:
         """Open the file and its encoders.
 
@@ -132,6 +167,10 @@ class VideoEncoder:
             quality: 0 (best, largest) .. 51 (smallest), x264's CRF scale; mapped for VP9/MJPEG.
             audio_from: a media file whose sound streams go into the output, cut to the video.
             extension: the extension that picks the format (default: ``path``'s own).
+            file: an open binary file to write instead of opening ``path`` (which then only
+                names it in messages); the caller closes it after ``close()``.
+            keep_gaps: keep a gap between two frames however long (a real-time recording's
+                pause), rather than take it for a jump of the input's clock.
 
         Raises:
             SinkError: unknown extension, bad size/fps/quality, an encoder missing in this
@@ -179,12 +218,19 @@ class VideoEncoder:
         self._closed = False
         self._frames = 0
         self._last_ticks = -1
+        self._shift = 0  # ticks added to the input's clock since its jumps
+        self._jump_ticks = round(JUMP_AHEAD / self._time_base) + self._frame_ticks
+        if keep_gaps:
+            self._jump_ticks = 2**62
         self._warned_pts = False
         self._failure: str | None = None  # why a write failed; the file is then given up
-        options = {"movflags": "+faststart"} if fmt.faststart else {}
-        existed = self._path.exists()  # on a failed start, remove only a file made here
+        # Each packet leaves FFmpeg's buffer at once: a fragment (mp4) or cluster (mkv, webm)
+        # is written whole, so what is on disk plays up to its end whenever the run stops.
+        options = {"flush_packets": "1", **fmt.growing}
+        existed = file is not None or self._path.exists()  # on a failed start: remove only ours
         try:
-            self._out = av.open(str(self._path), "w", format=fmt.muxer, options=options)
+            where = file if file is not None else str(self._path)
+            self._out = av.open(where, "w", format=fmt.muxer, options=options)
         except (OSError, av.FFmpegError) as e:
             raise SinkError(f"cannot write {self._path}: {av_reason(e)}") from None
         self._audio: Soundtrack | None = None
@@ -192,7 +238,11 @@ class VideoEncoder:
             self._video = self._add_video(rate, quality)
             if audio_from is not None:
                 self._audio = Soundtrack(
-                    Path(audio_from), self._out, copy=fmt.copy_audio, codec=fmt.audio_codec
+                    Path(audio_from),
+                    self._out,
+                    copy=fmt.copy_audio,
+                    codec=fmt.audio_codec,
+                    name=self._path,
                 )
             try:
                 self._out.start_encoding()  # creates the file: a bad path fails here, not later
@@ -224,6 +274,7 @@ class VideoEncoder:
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height = self._size
         stream.pix_fmt = fmt.pix_fmt
+        stream.codec_context.gop_size = max(1, int(self._fps))  # a keyframe every second
         stream.time_base = self._time_base
         stream.codec_context.time_base = self._time_base
         if fmt.pix_fmt == "yuv420p":
@@ -265,8 +316,10 @@ class VideoEncoder:
         Args:
             frame: ``(H, W, 3)`` uint8 BGR of the size given at construction.
             pts: when the frame is shown, in seconds on the input's clock (0 = the input's
-                start, the clock ``audio_from``'s sound is cut by); None: frame index / fps.
-                Timestamps must increase; one that does not is moved just after the last.
+                video's start, the clock ``audio_from``'s sound follows); None: frame index /
+                fps. A timestamp at most one frame interval back is moved just after the last;
+                a jump further back or over ``JUMP_AHEAD`` ahead shifts the clock from there on
+                so that this frame comes one frame interval after the last (warned once).
 
         Raises:
             ValueError: the frame has another shape or dtype.
@@ -284,18 +337,7 @@ class VideoEncoder:
             if self._failure is not None:
                 raise OutputWriteError(self._failure)
             seconds = self._frames / self._fps if pts is None else pts
-            ticks = round(seconds / self._time_base)
-            if ticks <= self._last_ticks:
-                if not self._warned_pts:
-                    logger.warning(
-                        "%s: frame %d at %.6f s does not follow the last; moved after it "
-                        "(warned once)",
-                        self._path,
-                        self._frames,
-                        seconds,
-                    )
-                    self._warned_pts = True
-                ticks = self._last_ticks + 1
+            ticks = self._follow(round(seconds / self._time_base) + self._shift, seconds)
             width, height = self._size
             picture = av.VideoFrame.from_ndarray(
                 np.ascontiguousarray(frame[:height, :width]), format="bgr24"
@@ -316,6 +358,30 @@ class VideoEncoder:
                 raise OutputWriteError(self._failure) from None
             self._last_ticks = ticks
             self._frames += 1
+
+    def _follow(self, ticks: int, seconds: float) -> int:
+        """The time of a frame meant for ``ticks`` (the shifted input clock), after the last."""
+        last = self._last_ticks
+        if last < 0 or last < ticks <= last + self._jump_ticks:
+            return ticks
+        if last - self._frame_ticks < ticks <= last:
+            return last + 1  # a timestamp repeated or a hair back: no jump
+        before = float((last - self._shift) * self._time_base)  # the last frame's input time
+        follow = last + self._frame_ticks
+        self._shift += follow - ticks
+        if self._audio is not None:
+            self._audio.jumped(float(self._shift * self._time_base))
+        if not self._warned_pts:
+            logger.warning(
+                "%s: the input's clock jumps from %.3f s to %.3f s at frame %d (files joined?); "
+                "the frames from there follow on one frame later (warned once)",
+                self._path,
+                before,
+                seconds,
+                self._frames,
+            )
+            self._warned_pts = True
+        return follow
 
     def close(self) -> None:
         """Flush the encoders, cut the sound where the video ends and write the index; any

@@ -149,3 +149,80 @@ def top_level_boxes(path: Path) -> list[str]:
             break
         at += size
     return names
+
+
+def make_flash_clip(
+    path: Path, *, video_start: float, flash_at: float, seconds: float = 2.0, fps: int = 25
+) -> Path:
+    """A clip whose sound starts at 0 and whose video starts ``video_start`` seconds later;
+    at input time ``flash_at`` one frame is white and the sound clicks (a 10 ms burst): the two
+    must stay together. Dark frames and silence elsewhere. AAC sound, H.264 video; the
+    container follows ``path``'s extension."""
+    rate = 48_000
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.time_base = Fraction(1, 1000)
+        sound = out.add_stream("aac", rate=rate)
+        sound.codec_context.layout = "mono"
+        samples = np.zeros(int(seconds * rate), np.float32)
+        click = int(flash_at * rate)
+        samples[click : click + rate // 100] = 0.8
+        whole = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
+        whole.sample_rate, whole.pts, whole.time_base = rate, 0, Fraction(1, rate)
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate, frame_size=1024)
+        for piece in [*resampler.resample(whole), *resampler.resample(None)]:
+            out.mux(sound.encode(piece))
+        out.mux(sound.encode(None))
+        flash = round((flash_at - video_start) * fps)
+        for i in range(round((seconds - video_start) * fps)):
+            level = 255 if i == flash else 16
+            picture = np.full((48, 64, 3), level, np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="bgr24").reformat(format="yuv420p")
+            frame.pts = round((video_start + i / fps) * 1000)
+            frame.time_base = Fraction(1, 1000)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def flash_times(path: Path) -> list[float]:
+    """When ``path``'s white frames are shown, in seconds from the file's start."""
+    with av.open(str(path)) as clip:
+        start = clip.start_time / 1_000_000 if clip.start_time is not None else 0.0
+        return [
+            float(frame.time or 0.0) - start
+            for frame in clip.decode(video=0)
+            if frame.to_ndarray(format="gray").mean() > 128
+        ]
+
+
+def click_times(path: Path) -> list[float]:
+    """When ``path``'s sound clicks (a loud onset after 0.1 s or more of quiet), in seconds
+    from the file's start."""
+    onsets: list[float] = []
+    last_loud = -1.0
+    with av.open(str(path)) as clip:
+        start = clip.start_time / 1_000_000 if clip.start_time is not None else 0.0
+        for frame in clip.decode(audio=0):
+            begin = float(frame.time or 0.0) - start
+            for i in np.flatnonzero(np.abs(frame.to_ndarray()).max(axis=0) > 0.4):
+                at = begin + i / frame.sample_rate
+                if at - last_loud > 0.1:
+                    onsets.append(at)
+                last_loud = at
+    return onsets
+
+
+def playable_frame_times(path: Path) -> list[float]:
+    """The times of ``path``'s frames that decode, up to the first damage (a file cut short
+    ends in a broken packet): what a player shows before it stops."""
+    times: list[float] = []
+    with av.open(str(path)) as clip:
+        video = clip.streams.video[0]
+        try:
+            for packet in clip.demux(video):
+                times.extend(float(frame.time or 0.0) for frame in video.decode(packet))
+        except av.FFmpegError:
+            pass
+    return times

@@ -1,5 +1,5 @@
-"""Reliability: bad input stopped at the door in one line, devices lost mid-run, interrupted
-renders, no display, memory limits, long runs and files that appear complete or not at all.
+"""Reliability: bad input stopped at the door in one line, devices lost mid-run,
+no display, memory limits and long runs (how each run ends for its files: test_endings.py).
 
 Real parts throughout: the CLI's ``main()`` in this process where the behaviour needs no process
 of its own, real ``livedream`` subprocesses where it does (signals, a forced exit, TensorFlow's
@@ -12,17 +12,15 @@ from __future__ import annotations
 import os
 import re
 import resource
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -30,21 +28,17 @@ from conftest import SHARED_DREAM
 from helpers import (
     FAST,
     FakeCameraLog,
-    LivedreamProcess,
     WriteVideo,
     count_frames,
     hidden_files,
     one_line,
     run_livedream,
-    stream_run,
 )
 from helpers import (
     write_video as write_clip,
 )
-from rich.console import Console
 
 import livedream.cli
-from livedream.args import parse_args
 from livedream.cli import main
 from livedream.dream import Dreamer, DreamStep
 from livedream.errors import SourceLostError
@@ -205,49 +199,6 @@ def test_native_libraries_stay_quiet_on_a_refused_input(
         assert text in line
 
 
-def test_output_folder_that_cannot_be_written_is_refused(tmp_path: Path, clip: Path) -> None:
-    # Root may write anywhere, so as root the command runs as user nobody (via setpriv).
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: no folder is unwritable")
-        as_user = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-    folder = Path(tempfile.mkdtemp(prefix="livedream-ro-"))  # outside tmp_path: nobody sees it
-    try:
-        folder.chmod(0o555)
-        target = folder / "out.mp4"
-        result = subprocess.run(
-            [*as_user, sys.executable, "-m", "livedream", "-i", str(clip), "-o", str(target)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        line = one_line(result.stderr)
-        assert result.returncode == 2
-        assert (
-            line == f"error: cannot write {target}: folder {folder} is not writable; choose another"
-        )
-        assert list(folder.iterdir()) == []
-    finally:
-        folder.chmod(0o755)
-        shutil.rmtree(folder)
-
-
-def test_existing_output_is_not_touched_without_overwrite(
-    tmp_path: Path, clip: Path, no_tensorflow: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "out.mp4"
-    out.write_bytes(b"my precious video")
-    code = main(["-i", str(clip), "-o", str(out), *FAST])
-    line = one_line(capsys.readouterr().err)
-    assert code == 2
-    assert "already exists; pass --overwrite to replace it" in line
-    assert out.read_bytes() == b"my precious video"
-    assert hidden_files(tmp_path) == []
-
-
 # --- 2. lost devices mid-run --------------------------------------------------------------
 
 
@@ -297,23 +248,6 @@ def test_closing_a_webcam_does_not_wait_for_a_failing_read(clip: Path) -> None:
     assert results == [None] and reader_error == []  # the end of the stream, not "lost"
 
 
-def test_lost_webcam_ends_the_run_with_the_recording_finalized(tmp_path: Path, clip: Path) -> None:
-    out = tmp_path / "call.mp4"
-    config, _ = parse_args(["-i", "0", "-o", str(out), "--no-preview", *FAST])
-    source = WebcamSource(str(clip), api=cv2.CAP_FFMPEG, lost_after=0.3)
-    run = stream_run(config, source, Console(stderr=True, force_terminal=False))
-    with pytest.raises(SourceLostError, match="stopped delivering frames"):
-        run.run()
-    assert run.stats.output > 0
-    frames, width, height = count_frames(out)
-    assert (width, height) == (160, 120)
-    assert frames == run.outputs.sinks[0].frames_written > 0  # type: ignore[attr-defined]
-    # The recording plays in real time: the frames dreamed are repeated to fill the gaps.
-    assert frames >= run.stats.output
-    assert hidden_files(tmp_path) == []
-    assert run.pipeline.alive_threads() == []
-
-
 def test_lost_source_still_delivers_every_frame_it_captured(
     tmp_path: Path, clip: Path, tiny_dreamer: Callable[[], Dreamer]
 ) -> None:
@@ -336,29 +270,6 @@ def test_lost_source_still_delivers_every_frame_it_captured(
     assert delivered[-1] == 39
     assert len(delivered) == stats.output == stats.captured - stats.dropped
     assert count_frames(out)[0] == len(delivered)
-
-
-def test_video_damaged_half_way_keeps_every_decoded_frame(
-    tmp_path: Path, write_video: WriteVideo, capfd: pytest.CaptureFixture[str]
-) -> None:
-    whole = write_video(tmp_path / "whole.avi", frames=60)
-    cut = tmp_path / "cut.avi"
-    data = whole.read_bytes()
-    cut.write_bytes(data[: len(data) // 2])
-    decodable = count_frames(cut)[0]
-    assert 0 < decodable < 58
-    out = tmp_path / "out.mp4"
-    code = main(["-i", str(cut), "-o", str(out), *FAST])
-    err = capfd.readouterr().err
-    assert code == 1
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert last == (
-        f"error: {cut}: decoding stopped at frame {decodable} of 60 (file damaged?); "
-        f"the {decodable} frames before it were kept"
-    )
-    assert count_frames(out) == (decodable, 160, 120)
-    assert hidden_files(tmp_path) == []
 
 
 def test_virtual_camera_failing_mid_run_is_reported_and_the_recording_goes_on(
@@ -397,161 +308,6 @@ def test_virtual_camera_failing_with_nothing_else_to_show_ends_the_run(
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: virtual camera /dev/video-fake stopped: fake device went away")
     assert "nothing else shows the dream" in last
-
-
-# --- 3. interrupted renders; 7. nothing written where it should not be -----------------------
-
-
-class Render(LivedreamProcess):
-    """A real ``livedream -i clip -o out`` process, watched through its stderr and its hidden
-    temporary file."""
-
-    def __init__(self, clip: Path, out: Path, args: list[str] = RENDER_ARGS) -> None:
-        self.out = out
-        self.temp = out.with_name(f".{out.name}.partial{out.suffix}")
-        super().__init__(["-i", str(clip), "-o", str(out), *args])
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert self.proc.poll() is None, f"livedream ended early:\n{self.err}"
-            assert time.monotonic() < deadline, f"timed out:\n{self.err}"
-            time.sleep(0.01)
-
-    def temp_size(self) -> int:
-        try:
-            return self.temp.stat().st_size
-        except FileNotFoundError:
-            return -1
-
-    def signal(self, signum: int) -> float:
-        """Sends ``signum``; returns the seconds until the process ended."""
-        sent = time.monotonic()
-        self.proc.send_signal(signum)
-        try:
-            self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        took = time.monotonic() - sent
-        self._reader.join(5)
-        return took
-
-
-@pytest.fixture(scope="module")
-def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """300 frames of fresh noise each: the render takes far longer than any test lets it run,
-    and H.264 cannot predict one frame from the last, so the temporary file grows by every
-    frame written (the moments below watch its size)."""
-    path = tmp_path_factory.mktemp("long") / "long.avi"
-    rng = np.random.default_rng(0)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (320, 240))
-    assert writer.isOpened()
-    for _ in range(300):
-        writer.write(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
-    writer.release()
-    return path
-
-
-@pytest.fixture
-def render(long_clip: Path, tmp_path: Path) -> Iterator[Render]:
-    run = Render(long_clip, tmp_path / "out.mp4")
-    try:
-        yield run
-    finally:
-        run.close()
-
-
-MOMENTS: dict[str, Callable[[Render], bool]] = {
-    # Importing TensorFlow: the input is open, nothing written yet.
-    "start": lambda r: "starting TensorFlow" in r.err,
-    # The output is open (its temporary file exists, empty) and the model loads and compiles.
-    "model load": lambda r: 0 <= r.temp_size() < 1000,
-    # The encoder flushed its first block of frames to the temporary file.
-    "first frames": lambda r: r.temp_size() > 1000,
-    # Several blocks of frames are out.
-    "mid-stream": lambda r: r.temp_size() > 700_000,
-}
-
-
-@pytest.mark.parametrize(
-    ("signum", "moment"),
-    [
-        (signal.SIGINT, "start"),
-        (signal.SIGINT, "model load"),
-        (signal.SIGINT, "first frames"),
-        (signal.SIGINT, "mid-stream"),
-        (signal.SIGTERM, "start"),
-        (signal.SIGTERM, "model load"),
-        (signal.SIGTERM, "mid-stream"),
-    ],
-)
-def test_interrupted_render_exits_130_fast_and_keeps_every_dreamed_frame(
-    render: Render, signum: int, moment: str
-) -> None:
-    render.wait_for(lambda: MOMENTS[moment](render))
-    took = render.signal(signum)
-    err = render.err
-    assert render.proc.returncode == 130, err
-    assert took < EXIT_WITHIN, f"exit took {took:.2f} s"
-    assert "Traceback" not in err
-    folder = render.out.parent
-    assert hidden_files(folder) == []  # no temporary file is left behind
-    if moment in ("start", "model load"):
-        # Nothing was dreamed yet: no file at all, rather than an empty one.
-        assert not render.out.exists()
-        return
-    # Every frame dreamed before the signal is in a playable file under the requested name.
-    written = re.search(r"wrote \S+: (\d+) frames", err)
-    assert written is not None, err
-    frames, width, height = count_frames(render.out)
-    assert frames == int(written.group(1)) > 0
-    assert (width, height) == (320, 240)
-    assert f"{frames} frames out" in err
-    if moment == "mid-stream":
-        assert frames > 10
-
-
-def test_second_ctrl_c_forces_the_exit(long_clip: Path, tmp_path: Path) -> None:
-    # A big dream: each TensorFlow call takes seconds, so the clean stop after the first Ctrl-C
-    # waits its full second for the dream thread, and the second Ctrl-C comes in meanwhile.
-    big = ["--dream-size", "1600x1200", "--layers", "block3_conv3", "--precision", "float32"]
-    render = Render(long_clip, tmp_path / "out.mp4", big)
-    try:
-        render.wait_for(lambda: MOMENTS["model load"](render))
-        time.sleep(0.5)  # the dream thread builds the model or traces its first big call
-        render.proc.send_signal(signal.SIGINT)
-        time.sleep(0.3)  # as a person presses again
-        took = render.signal(signal.SIGINT)
-    finally:
-        render.close()
-    assert render.proc.returncode == 130
-    assert took < 0.5
-    assert "forced exit: outputs of this run may be incomplete" in render.err
-    assert not render.out.exists()  # at most the hidden temporary file is left
-
-
-def test_crash_mid_render_leaves_nothing_under_the_requested_name(render: Render) -> None:
-    render.wait_for(lambda: MOMENTS["mid-stream"](render))
-    render.signal(signal.SIGKILL)
-    assert render.proc.returncode == -signal.SIGKILL
-    assert not render.out.exists()
-    # What was written is only in the hidden temporary file, which no one takes for the video.
-    assert hidden_files(render.out.parent) == [render.temp.name]
-
-
-def test_demo_replaces_its_own_output_but_not_a_named_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "dream.mp4").write_bytes(b"an earlier demo")
-    assert main(["--demo", "--max-frames", "2", *FAST]) == 0
-    assert count_frames(tmp_path / "dream.mp4")[0] == 2
-    (tmp_path / "mine.mp4").write_bytes(b"keep me")
-    capfd.readouterr()
-    assert main(["--demo", "-o", "mine.mp4", "--max-frames", "2", *FAST]) == 2
-    assert "already exists" in one_line(capfd.readouterr().err)
-    assert (tmp_path / "mine.mp4").read_bytes() == b"keep me"
 
 
 # --- 4. no display -----------------------------------------------------------------------------
@@ -646,6 +402,51 @@ def test_tensorflow_chatter_stays_out_of_the_terminal_unless_verbose(
 
 
 # --- 6. long runs ------------------------------------------------------------------------------
+
+
+def _scenes_ts(path: Path, scenes: list[int]) -> Path:
+    """A 1 s MPEG-TS clip at 25 fps: frame i shows still scene ``scenes[i // 5]`` (0 or 1)."""
+    rng = np.random.default_rng(1)
+    texture = cv2.resize(rng.integers(0, 60, (24, 32, 3), dtype=np.uint8), (160, 120))
+    stills = [texture + 20, 255 - texture]  # a dark scene and a bright one
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(stills[scenes[i // 5]], format="bgr24")
+            frame.pts = i
+            out.mux(video.encode(frame.reformat(format="yuv420p")))
+        out.mux(video.encode(None))
+    return path
+
+
+def test_a_clock_that_jumps_back_does_not_stale_the_dream(
+    tmp_path: Path, tiny_dreamer: Callable[[], Dreamer]
+) -> None:
+    # Each part cuts to another scene and back (at 0.4 s and 0.8 s); the join does not cut.
+    # After the clock starts over, each keyframe dreamed must still be the one shown.
+    part = _scenes_ts(tmp_path / "part.ts", [0, 0, 1, 1, 0]).read_bytes()
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(part + part)
+    source = VideoFileSource(joined)
+    with RenderPipeline(source, tiny_dreamer, dream_every=3) as pipeline:
+        dreamed, shown = [], []
+        publish = pipeline.compositor.publish
+
+        def spy(keyframe: Any) -> None:
+            publish(keyframe)
+            dreamed.append(keyframe.index)
+            current = pipeline.compositor.keyframe
+            shown.append(current.index if current is not None else None)
+
+        pipeline.compositor.publish = spy  # type: ignore[method-assign]
+        while not pipeline.ended:
+            pipeline.next_frame(0.05)
+    assert pipeline.error is None
+    assert pipeline.compositor.cuts >= 2  # the scene cuts were seen, and each reset the dream
+    assert pipeline.stats.output == 50
+    assert max(dreamed) >= 48
+    assert shown == dreamed
 
 
 def test_no_thread_outlives_a_stopped_pipeline(tiny_dreamer: Callable[[], Dreamer]) -> None:

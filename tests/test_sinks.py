@@ -3,6 +3,7 @@ preview window really shows the frame on a real X server (Xvfb)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from avclips import picture, probe, top_level_boxes
 from helpers import FakeCameraLog, NumberedFrame, XScreen, count_frames, video_fps
 
 from livedream.display import has_display
@@ -61,6 +63,85 @@ def test_video_file_sink_writes_every_frame(
     assert not sink.temp_path.exists()
     assert _count_frames(target) == (12, 96, 64, 24.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".m4v", ".mov"])
+def test_an_mp4_plays_while_written_and_is_published_with_its_index_in_front(
+    tmp_path: Path, ext: str
+) -> None:
+    target = tmp_path / f"dream{ext}"
+    with VideoFileSink(target, width=64, height=48, fps=25.0) as sink:
+        for i in range(60):
+            sink.write(picture(i, 64, 48))
+        # Mid-run (or after a crash) the hidden file is fragmented and plays its first second.
+        assert "moof" in top_level_boxes(sink.temp_path)
+        assert len(probe(sink.temp_path).frame_times) >= 25
+    boxes = top_level_boxes(target)
+    assert "moof" not in boxes and boxes.index("moov") < boxes.index("mdat"), boxes
+    found = probe(target)
+    assert found.frame_times == pytest.approx([i / 25 for i in range(60)], abs=1e-3)
+    assert (found.video_codec, found.pix_fmt) == ("h264", "yuv420p")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_two_runs_writing_the_same_name_each_get_their_own_hidden_file(tmp_path: Path) -> None:
+    target = tmp_path / "dream.mp4"
+    with (
+        VideoFileSink(target, width=64, height=48, fps=25.0) as first,
+        VideoFileSink(target, width=64, height=48, fps=25.0, overwrite=True) as second,
+    ):
+        assert first.temp_path != second.temp_path
+        for i in range(30):
+            first.write(picture(i, 64, 48))
+            if i < 10:
+                second.write(picture(i, 64, 48))
+        # Neither truncated nor interleaved the other's frames: what is out plays in order
+        # (but for the B-frames waiting on a frame not written yet).
+        so_far = probe(first.temp_path).frame_times
+        assert len(so_far) > 10
+        assert so_far[:10] == pytest.approx([i / 25 for i in range(10)], abs=1e-3)
+        assert so_far == sorted(set(so_far))
+        first.close()
+        assert len(probe(target).frame_times) == 30
+    assert len(probe(target).frame_times) == 10  # the last to finish holds the name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file, not private
+
+
+def test_a_symlink_planted_at_a_hidden_name_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "dream.mp4"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    # The fixed names of earlier versions, and the pattern of today's.
+    for name in (".dream.mp4.partial.mp4", ".dream.mp4.probe", ".dream.png.partial.png"):
+        (tmp_path / name).symlink_to(victim)
+    with VideoFileSink(target, width=64, height=48, fps=25.0) as sink:
+        assert not sink.temp_path.is_symlink()
+        for i in range(5):
+            sink.write(picture(i, 64, 48))
+    with ImageFileSink(tmp_path / "dream.png") as still:
+        still.write(picture(0, 64, 48))
+    assert victim.read_text() == "precious"
+    assert len(probe(target).frame_times) == 5
+    assert cv2.imread(str(tmp_path / "dream.png")) is not None
+
+
+def test_a_gap_in_a_real_time_recording_costs_one_frame_of_work(tmp_path: Path) -> None:
+    # A stream reconnects after 40 s: the recording keeps the gap (the frame before it shows
+    # on), but the write after it encodes one frame, not one per missed slot.
+    target = tmp_path / "live.mkv"
+    with VideoFileSink(target, width=64, height=48, fps=25.0, realtime=True) as sink:
+        encoder = sink._encoder
+        for i in range(5):
+            sink.write(picture(i, 64, 48), at=100.0 + i / 25)
+        before = encoder.frames_written
+        sink.write(picture(5, 64, 48), at=140.0)
+        assert encoder.frames_written - before == 1
+        sink.write(picture(6, 64, 48), at=140.04)
+    times = probe(target).frame_times
+    assert times == pytest.approx([0, 0.04, 0.08, 0.12, 0.16, 40.0, 40.04], abs=1e-3)
 
 
 def test_video_file_sink_without_frames_creates_nothing(tmp_path: Path) -> None:
@@ -328,7 +409,10 @@ def test_has_display_says_whether_an_x_server_answers(
 
 
 def test_a_failed_write_never_replaces_an_existing_file(
-    tmp_path: Path, numbered_frame: NumberedFrame, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    numbered_frame: NumberedFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from livedream.errors import OutputWriteError
 
@@ -355,6 +439,8 @@ def test_a_failed_write_never_replaces_an_existing_file(
     with pytest.raises(OutputWriteError, match="No space left"):
         for i in range(30):
             sink.write(numbered_frame(i, 64, 48))
-    sink.close()
+    with caplog.at_level(logging.WARNING):
+        sink.close()
     assert target.read_bytes() == b"an earlier render"  # not replaced by a broken file
     assert sink.temp_path.exists()  # the frames so far are kept where the message says
+    assert f"the frames so far are in {sink.temp_path}" in caplog.text

@@ -55,6 +55,7 @@ class RenderPipeline(Pipeline):
             faces=faces,
         )
         self.dream_every = max(1, dream_every)
+        self._clock = (-float("inf"), 0.0)  # the last frame's steady time, and the shift to it
 
     @property
     def waits_for_model(self) -> bool:
@@ -86,6 +87,13 @@ class RenderPipeline(Pipeline):
         # The input's own clock: a keyframe's age is how far apart the frames are in the video.
         fps = self.source.fps or DEFAULT_FPS
         clock = item.pts if item.pts is not None else item.index / fps
+        # Steady when the input's clock jumps back (files joined): a keyframe's time must not
+        # fall before a reset made ahead of the jump, or it would be ignored as stale.
+        last, shift = self._clock
+        if clock + shift <= last:
+            shift = last + 1 / fps - clock
+        clock += shift
+        self._clock = (clock, shift)
         dreamer = self._apply_controls(clock)
         if not dreamer.enabled:
             self.compositor.reset(clock)

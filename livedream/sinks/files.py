@@ -1,20 +1,29 @@
-"""Files: a video file and an image file, each written under a hidden temporary name and
-renamed into place on ``close()``."""
+"""Files: a video file and an image file, each written under a hidden name of its own and
+renamed into place on ``close()``.
+
+The hidden name is unique to the run and created exclusively (never through a symlink), beside
+the target and ending in its extension: ``.dream.mp4.k3j2x9ab.partial.mp4``. An .mp4/.m4v/.mov
+is written fragmented and copied with its index in front when finished
+(``make_faststart``); .mkv/.webm/.avi play as they grow.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import tempfile
 import threading
 from pathlib import Path
 
+import av
 import cv2
 
-from livedream.encode import DEFAULT_QUALITY, VIDEO_EXTENSIONS, VideoEncoder
+from livedream.encode import DEFAULT_QUALITY, FORMATS, VIDEO_EXTENSIONS, VideoEncoder
 from livedream.errors import OutputWriteError, SinkError
 from livedream.media import IMAGE_EXTENSIONS, Frame, check_frame, is_image_path
 from livedream.sinks.base import Sink
+from livedream.soundtrack import av_reason
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +92,24 @@ def check_output_path(path: str | os.PathLike[str], *, overwrite: bool) -> None:
         _check_target(path, overwrite=overwrite, extensions=VIDEO_EXTENSIONS, kind="video")
 
 
-def _temp_path(path: Path) -> Path:
-    # Hidden, beside the target (same file system, so the rename is atomic), and ending in the
-    # target's extension so a player recognises a kept partial file: .dream.mp4.partial.mp4
-    return path.with_name(f".{path.name}.partial{path.suffix}")
+def _hidden_file(path: Path, error: type[Exception] = SinkError) -> tuple[int, Path]:
+    """Create a hidden file for ``path``: an open descriptor and its name.
+
+    Beside the target (same file system, so the rename is atomic), unique to this run and
+    created with O_EXCL (a name taken, or a symlink planted there, is never used), ending in
+    the target's extension so that a player recognises a kept partial file. Its permissions
+    are those of any new file (the umask's), as the published file keeps them.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        name = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial{path.suffix}")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise error(f"cannot write {path}: {e.strerror}; choose another folder") from None
+    raise error(f"cannot write {path}: no free hidden name beside it; clean up its folder")
 
 
 def _publish(temp: Path, path: Path) -> None:
@@ -99,18 +122,40 @@ def _publish(temp: Path, path: Path) -> None:
         ) from e
 
 
+def make_faststart(growing: Path, final: Path, *, extension: str) -> None:
+    """Copy the fragmented file ``growing`` into ``final`` with its index in front, packet for
+    packet (no re-encoding): the plain MP4/MOV a browser plays while downloading.
+
+    Raises:
+        OSError, av.FFmpegError: ``growing`` could not be read or ``final`` written.
+    """
+    fmt = FORMATS[extension.lower()]
+    with (
+        av.open(str(growing)) as source,
+        av.open(str(final), "w", format=fmt.muxer, options={"movflags": "+faststart"}) as out,
+    ):
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        for packet in source.demux():
+            if packet.size == 0:
+                continue  # a flush marker
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+
+
 class VideoFileSink(Sink):
-    """A video file, written under a hidden temporary name and renamed into place on ``close()``.
+    """A video file, written under a hidden name of its own and renamed into place on ``close()``.
 
     Written by ``livedream.encode``: H.264 in .mp4/.m4v/.mov/.mkv, VP9 in .webm, Motion JPEG in
     .avi, with the sound of ``audio_from`` carried over. ``write()`` and ``close()`` may be
     called from different threads; ``write()`` after ``close()`` is ignored.
 
     ``realtime=True`` (a live run's recording) keeps the file's timing at ``fps`` by the
-    frames' capture times: a frame is held (written again) until the next one's slot, so the
-    file plays in real time however fast the frames came. Each frame is written at least once,
-    so a camera that delivers in bursts costs no frame. Otherwise a frame's ``pts`` (its time
-    in the input) is kept, so a variable-frame-rate clip keeps its timing and its sound sync.
+    frames' capture times: a frame is placed in its slot (capture time x fps), and the one
+    before shows until then, so the file plays in real time however fast the frames came, and a
+    gap (a stream reconnecting) costs one frame's work, not one per slot. Each frame gets a
+    slot of its own, so a camera that delivers in bursts costs no frame. Otherwise a frame's
+    ``pts`` (its time in the input) is kept, so a variable-frame-rate clip keeps its timing and
+    its sound sync.
     """
 
     def __init__(
@@ -129,22 +174,30 @@ class VideoFileSink(Sink):
         _check_target(self._path, overwrite=overwrite, extensions=VIDEO_EXTENSIONS, kind="video")
         self._shape = (height, width, 3)
         self._fps = float(fps)
-        self._temp = _temp_path(self._path)
-        self._encoder = VideoEncoder(
-            self._temp,
-            extension=self._path.suffix.lower(),
-            width=width,
-            height=height,
-            fps=fps,
-            quality=quality,
-            audio_from=audio_from,
-        )
+        fd, self._temp = _hidden_file(self._path)
+        self._file = os.fdopen(fd, "w+b", buffering=0)  # PyAV buffers; a crash loses no more
+        try:
+            self._encoder = VideoEncoder(
+                self._temp,
+                extension=self._path.suffix.lower(),
+                width=width,
+                height=height,
+                fps=fps,
+                quality=quality,
+                audio_from=audio_from,
+                file=self._file,
+                keep_gaps=realtime,
+            )
+        except BaseException:
+            self._file.close()
+            self._temp.unlink(missing_ok=True)
+            raise
         self._lock = threading.Lock()
         self._closed = False
         self._frames = 0
         self._realtime = realtime
         self._first_at: float | None = None
-        self._held: Frame | None = None  # the last frame written (real-time mode)
+        self._slot = -1  # the newest frame's place in a real-time file, in frames
         fmt = self._encoder.format
         logger.info(
             "writing %s (%dx%d, %.3g fps, %s%s) via %s",
@@ -198,15 +251,14 @@ class VideoFileSink(Sink):
             if self._closed:
                 logger.debug("%s: frame after close() dropped", self._path)
                 return
-            if self._realtime and at is not None:
-                if self._first_at is None:
+            if self._realtime:
+                if at is not None and self._first_at is None:
                     self._first_at = at
-                slot = int((at - self._first_at) * self._fps)  # this frame's place in the file
-                while self._held is not None and self._frames < slot:
-                    self._encoder.write(self._held)
-                    self._frames += 1
-                self._held = frame
-                pts = None
+                slot = self._slot + 1
+                if at is not None and self._first_at is not None:
+                    slot = max(slot, int((at - self._first_at) * self._fps))
+                self._slot = slot
+                pts = slot / self._fps
             self._encoder.write(frame, pts)
             self._frames += 1
 
@@ -225,6 +277,7 @@ class VideoFileSink(Sink):
             try:
                 self._encoder.close()
             finally:
+                self._file.close()
                 if self._frames == 0:
                     self._temp.unlink(missing_ok=True)
                     logger.info("%s: no frame written, no file created", self._path)
@@ -236,8 +289,24 @@ class VideoFileSink(Sink):
                 )
                 return
             if self._frames:
+                if self._encoder.format.faststart:
+                    self._make_faststart()
                 _publish(self._temp, self._path)
                 logger.info("wrote %s: %d frames", self._path, self._frames)
+
+    def _make_faststart(self) -> None:
+        """Replace the fragmented hidden file by a copy with its index in front."""
+        fd, final = _hidden_file(self._path, OutputWriteError)
+        os.close(fd)
+        try:
+            make_faststart(self._temp, final, extension=self._path.suffix)
+        except (OSError, av.FFmpegError) as e:
+            final.unlink(missing_ok=True)
+            raise OutputWriteError(
+                f"cannot finish {self._path}: {av_reason(e)}; the frames are kept in {self._temp}"
+            ) from None
+        self._temp.unlink()
+        self._temp = final
 
 
 class ImageFileSink(Sink):
@@ -246,7 +315,6 @@ class ImageFileSink(Sink):
     def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self._path = Path(path)
         _check_target(self._path, overwrite=overwrite, extensions=IMAGE_EXTENSIONS, kind="image")
-        self._temp = _temp_path(self._path)
         self._lock = threading.Lock()
         self._closed = False
         self._last: Frame | None = None
@@ -290,10 +358,12 @@ class ImageFileSink(Sink):
             ok, data = cv2.imencode(self._path.suffix.lower(), self._last)
             if not ok:
                 raise OutputWriteError(f"cannot encode {self._path}: OpenCV has no writer for it")
+            fd, temp = _hidden_file(self._path, OutputWriteError)
             try:
-                self._temp.write_bytes(data.tobytes())
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data.tobytes())
             except OSError as e:
-                self._temp.unlink(missing_ok=True)
+                temp.unlink(missing_ok=True)
                 raise OutputWriteError(f"cannot write {self._path}: {e.strerror}") from e
-            _publish(self._temp, self._path)
+            _publish(temp, self._path)
             logger.info("wrote %s", self._path)
