@@ -23,6 +23,7 @@ from livedream.config import (
 from livedream.models import MODELS
 from livedream.preview import KEYS_HELP
 from livedream.runtime import EXIT_USAGE
+from livedream.urls import mask_passwords
 
 SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
 DEMO_OUTPUT = Path("dream.mp4")
@@ -43,7 +44,8 @@ class OneLineParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+        # A URL given where no flag takes it comes back in the message: hide its secrets.
+        self.exit(EXIT_USAGE, f"error: {mask_passwords(message)} (see {self.prog} --help)\n")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
