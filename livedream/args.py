@@ -7,7 +7,8 @@ The parser class, the help formatter and the value checks are shared with
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -27,6 +28,8 @@ from livedream.urls import mask_passwords
 
 SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
 DEMO_OUTPUT = Path("dream.mp4")
+DEFAULT_INPUT = "0"  # the first webcam
+INPUT_ENV = "LIVEDREAM_INPUT"  # what --input-env reads when given no name
 
 # The demo: a first dreamed clip in well under a minute on a laptop CPU. A 4 s stretch of the
 # sample, a keyframe every 3rd frame (the frames between carry it), a smaller dream with one
@@ -148,13 +151,33 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     io = parser.add_argument_group("input and output")
-    io.add_argument(
+    given = io.add_mutually_exclusive_group()
+    given.add_argument(
         "--input",
         "-i",
-        default="0",
+        default=None,
         help="webcam index (0, 1, ...), device path (/dev/video0), video file, image, or a "
         "network stream URL: rtsp:// rtsps:// http:// https:// udp:// tcp:// (an IP camera, "
-        "a phone webcam app's MJPEG, a video file on a server); a password in it is never shown",
+        "a phone webcam app's MJPEG, a video file on a server); its password, a token as its "
+        "user name and secret query values (pwd=, token=, key=...) are never shown "
+        f"(default: {DEFAULT_INPUT}, the first webcam)",
+    )
+    given.add_argument(
+        "--input-env",
+        nargs="?",
+        const=INPUT_ENV,
+        default=None,
+        metavar="VAR",
+        help=f"take the input from environment variable VAR (default {INPUT_ENV}), so that a "
+        "stream URL with its password stays out of ps and the shell's history",
+    )
+    given.add_argument(
+        "--input-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="take the input from the first line of this file (chmod 600 it): a stream URL "
+        "with its password, kept off the command line",
     )
     io.add_argument(
         "--output",
@@ -339,9 +362,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespace]:
-    """Parses ``argv`` into a ``RunConfig`` (and the raw namespace for the one-off flags)."""
-    args = build_parser().parse_args(argv)
+def read_input(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]
+) -> str:
+    """The input: ``--input``, or the URL behind ``--input-env`` / ``--input-file``, which keep
+    a password off the command line. Exits through ``parser.error`` (one line, code 2)."""
+    if args.input_env is not None:
+        value = environ.get(args.input_env, "").strip()
+        if not value:
+            parser.error(
+                f"argument --input-env: the environment variable {args.input_env} is empty or "
+                f"not set; expected the input in it (export {args.input_env}='rtsp://...')"
+            )
+        return value
+    if args.input_file is not None:
+        path: Path = args.input_file
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            parser.error(f"argument --input-file: cannot read {path} ({why})")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if not lines:
+            parser.error(
+                f"argument --input-file: {path} is empty; expected the input (a stream URL) "
+                "on its first line"
+            )
+        return lines[0]
+    return args.input if args.input is not None else DEFAULT_INPUT
+
+
+def parse_args(
+    argv: Sequence[str] | None, *, environ: Mapping[str, str] | None = None
+) -> tuple[RunConfig, argparse.Namespace]:
+    """Parses ``argv`` into a ``RunConfig`` (and the raw namespace for the one-off flags).
+
+    ``environ`` is where ``--input-env`` looks (``os.environ`` when None).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.input = read_input(parser, args, os.environ if environ is None else environ)
     dream = DreamConfig(
         model=args.model,
         weights=args.weights,

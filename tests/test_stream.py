@@ -7,6 +7,7 @@ with the defaults the user gets. The only timings asserted are bounds on hangs.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from conftest import FAST, WriteVideo
 from netserve import MjpegServer, RangeFileServer, SilentServer, refused_port
 from rich.console import Console
 
-from livedream.args import build_parser
+from livedream.args import build_parser, parse_args
+from livedream.cli import main
 from livedream.errors import SourceError, SourceLostError
 from livedream.sources import StreamSource, open_source
 from livedream.urls import mask_passwords, mask_url
@@ -146,6 +148,64 @@ def test_an_unsupported_url_is_named_without_its_password() -> None:
 def test_help_names_stream_urls() -> None:
     text = build_parser().format_help()
     assert "rtsp://" in text and "http://" in text
+
+
+# --- the URL kept off the command line ----------------------------------------------------
+
+
+def test_input_env_and_input_file_give_the_input(tmp_path: Path) -> None:
+    url = f"rtsp://admin:{PASSWORD}@10.0.0.5/s"
+    env = {"CAM": url, "LIVEDREAM_INPUT": url + "2"}
+    assert parse_args(["--input-env", "CAM"], environ=env)[0].input == url
+    assert parse_args(["--input-env"], environ=env)[0].input == url + "2"
+    (tmp_path / "cam.txt").write_text(f"\n  {url}  \n# the camera\n")
+    assert parse_args(["--input-file", str(tmp_path / "cam.txt")])[0].input == url
+    assert parse_args([])[0].input == "0"  # the first webcam, as before
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--input-env", "NO_SUCH_VAR"], "argument --input-env: the environment variable "),
+        (["--input-file", "no-such-file.txt"], "argument --input-file: cannot read no-such-file"),
+        (["--input-file", "empty.txt"], "argument --input-file: empty.txt is empty; expected"),
+        (["-i", "0", "--input-env", "CAM"], "argument --input-env: not allowed with argument"),
+    ],
+)
+def test_input_env_and_input_file_mistakes_are_one_line(
+    args: list[str],
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("\n")
+    monkeypatch.delenv("NO_SUCH_VAR", raising=False)
+    assert main(args) == 2
+    stderr = capsys.readouterr().err
+    assert error_line(stderr).startswith(f"error: {says}"), stderr
+
+
+@pytest.mark.parametrize("how", ["--input-env", "--input-file"])
+def test_a_url_off_the_command_line_is_opened_and_never_shown(how: str, tmp_path: Path) -> None:
+    port = refused_port()
+    url = f"rtsp://admin:{PASSWORD}@127.0.0.1:{port}/s?pwd={PASSWORD}"
+    (tmp_path / "cam.txt").write_text(url + "\n")
+    given = ["--input-env", "CAM"] if how == "--input-env" else ["--input-file", "cam.txt"]
+    result = subprocess.run(
+        [sys.executable, "-m", "livedream", *given, "-o", "out.mp4", *FAST],
+        capture_output=True,
+        text=True,
+        timeout=OPEN_ERROR_WITHIN,
+        cwd=tmp_path,
+        env={**os.environ, "CAM": url},
+    )
+    assert result.returncode == 2
+    assert error_line(result.stderr).startswith(
+        f"error: cannot open stream rtsp://admin:***@127.0.0.1:{port}/s?pwd=***: connection refused"
+    )
+    assert PASSWORD not in result.stdout + result.stderr
 
 
 # --- live MJPEG over HTTP ------------------------------------------------------------------
@@ -306,7 +366,6 @@ def test_live_stream_run_never_prints_a_secret(camera: MjpegServer, tmp_path: Pa
 def test_lost_stream_ends_the_run_with_the_recording_finalized(
     camera: MjpegServer, tmp_path: Path
 ) -> None:
-    from livedream.args import parse_args
     from livedream.run import StreamRun
 
     out = tmp_path / "call.mp4"
