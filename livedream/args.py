@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from livedream import __version__
+from livedream import __version__, limits
 from livedream.config import (
     COMPILE_MODES,
     LIVE_FACE_STRENGTH,
@@ -79,6 +79,41 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
     return value
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high`` (an argparse type)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {low} to {high}, got {text!r}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {low} to {high}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+def float_in(low: float, high: float, *, above: bool = False) -> Callable[[str], float]:
+    """A number from ``low`` (above it when ``above``) to ``high`` (an argparse type)."""
+    span = f"above {low:g} up to {high:g}" if above else f"from {low:g} to {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number {span}, got {text!r}") from None
+        if not (low < value if above else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number {span}, got {text}")
+        return value
+
+    return parse
 
 
 def fraction(text: str) -> float:
@@ -232,20 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument(
         "--max-frames",
-        type=positive_int,
+        type=int_in(1, limits.MAX_FRAMES_MAX),
         default=None,
         metavar="N",
         help="stop after N output frames",
     )
     cam = parser.add_argument_group("camera")
-    cam.add_argument("--width", type=positive_int, default=None, help="camera width to ask for")
-    cam.add_argument("--height", type=positive_int, default=None, help="camera height to ask for")
+    cam.add_argument("--width", type=int_in(*limits.SIDE_RANGE), help="camera width to ask for")
+    cam.add_argument("--height", type=int_in(*limits.SIDE_RANGE), help="camera height to ask for")
     cam.add_argument(
         "--fps",
-        type=positive_float,
+        type=float_in(*limits.FPS_RANGE),
         default=None,
         help="camera fps to ask for; the rate a stream URL is taken to run at; the pace of a "
-        "photo shown live (default 30)",
+        f"photo shown live (default 30); {limits.FPS_RANGE[0]:g} to {limits.FPS_RANGE[1]:g}",
     )
     cam.add_argument("--mirror", action="store_true", help="flip the picture left-right")
     dream = parser.add_argument_group("dream")
@@ -285,13 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
         "turns it off and on)",
     )
     dream.add_argument(
-        "--steps", type=positive_int, default=defaults.steps, help="gradient steps per frame"
+        "--steps",
+        type=int_in(*limits.STEPS_RANGE),
+        default=defaults.steps,
+        help=f"gradient steps per frame, up to {limits.STEPS_RANGE[1]}",
     )
     dream.add_argument(
         "--step-size",
-        type=positive_float,
+        type=float_in(0.0, limits.STEP_SIZE_MAX, above=True),
         default=defaults.step_size,
-        help="strength: fraction of the 0..255 range moved per step",
+        help="strength: fraction of the 0..255 range moved per step (above 0, up to 1)",
     )
     dream.add_argument(
         "--dream-size",
@@ -303,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dream.add_argument(
         "--dream-every",
-        type=positive_int,
+        type=int_in(1, limits.DREAM_EVERY_MAX),
         default=RunConfig.dream_every,
         metavar="N",
         help="file renders: dream every Nth frame and carry it onto the frames between "
@@ -322,15 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dream.add_argument(
         "--octaves",
-        type=positive_int,
+        type=int_in(*limits.OCTAVES_RANGE),
         default=defaults.octaves,
-        help="scales a photo is dreamed at",
+        help=f"scales a photo is dreamed at, up to {limits.OCTAVES_RANGE[1]}",
     )
     dream.add_argument(
         "--octave-steps",
-        type=positive_int,
+        type=int_in(*limits.OCTAVE_STEPS_RANGE),
         default=defaults.octave_steps,
-        help="gradient steps per octave for a photo (--steps is per video frame)",
+        help="gradient steps per octave for a photo (--steps is per video frame), up to "
+        f"{limits.OCTAVE_STEPS_RANGE[1]}",
     )
     dream.add_argument(
         "--precision",
@@ -353,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"default {LIVE_FACE_STRENGTH} live (webcam, stream, preview, virtual camera, "
         "--realtime), 1 for files rendered to files",
     )
-    dream.add_argument("--seed", type=int, default=defaults.seed, help="random jitter seed")
+    dream.add_argument(
+        "--seed", type=int_in(*limits.SEED_RANGE), default=defaults.seed, help="random jitter seed"
+    )
     parser.add_argument("--hud", action="store_true", help="start with the heads-up overlay on")
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="show debug logs and TensorFlow's own messages"

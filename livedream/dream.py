@@ -183,11 +183,13 @@ def dream_image(
     channels = check_channels(get_spec(config.model), step.model.layers, config.channels)
     h, w = image.shape[:2]
     top = min(1.0, max_side / max(h, w))
+    # The smallest octave stays within what the model's layers take (InceptionV3: 43 px).
+    least = max(32, get_spec(config.model).min_side(step.model.layers))
     base = image.astype(np.float32)
     detail: np.ndarray | None = None
     for octave in range(config.octaves - 1, -1, -1):
         scale = top / config.octave_scale**octave
-        size = (max(32, round(w * scale)), max(32, round(h * scale)))
+        size = (max(least, round(w * scale)), max(least, round(h * scale)))
         octave_base = cv2.resize(base, size, interpolation=cv2.INTER_AREA)
         if detail is not None:
             detail = cv2.resize(detail, size, interpolation=cv2.INTER_LINEAR)

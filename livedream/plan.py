@@ -56,10 +56,12 @@ def check_request(config: RunConfig) -> None:
         LayerError, WeightsError, SourceError, SinkError, DisplayError: with a one-line reason.
     """
     from livedream.display import check_display
+    from livedream.limits import check_request as check_limits
     from livedream.models import check_channels, check_weights_file, get_spec
     from livedream.sinks import check_output_path
 
     check_channels(get_spec(config.dream.model), config.dream.layers, config.dream.channels)
+    check_limits(config)  # the dream size against the flow, the model and the memory
     if config.dream.guide is not None:
         # A guide must be an image OpenCV reads: the photo input's own checks, made early.
         try:
@@ -83,8 +85,10 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
             or nothing at all to show the dream on.
     """
     from livedream.display import has_display
+    from livedream.limits import check_frames
 
     photo = isinstance(source, ImageSource)
+    check_frames(config, source.width, source.height, still=photo and is_image_path(config.output))
     if is_image_path(config.output):
         if not photo:
             raise SinkError(
