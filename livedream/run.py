@@ -213,6 +213,9 @@ class StreamRun:
         with self.console.status(f"loading {self.config.dream.model} and compiling the dream..."):
             while not self.pipeline.ready.wait(0.03) and not interrupts.requested.is_set():
                 self.outputs.idle()
+                if self.outputs.stop_requested:  # q or the window closed while loading
+                    self.pipeline.done.set()
+                    return
 
     def _loop(self, display: StatusDisplay) -> None:
         pipeline, outputs, stats = self.pipeline, self.outputs, self.stats
