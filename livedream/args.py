@@ -1,17 +1,17 @@
-"""The command line: the parser, its value checks, and turning flags into a ``RunConfig``.
+"""The command line: the parser, where the input comes from, and turning flags into a
+``RunConfig``.
 
-The parser class, the help formatter and the value checks are shared with
-``benchmarks/fps.py`` and ``scripts/soak.py``.
+The parser class, the help formatter and the value checks (``livedream.flags``) are shared
+with ``benchmarks/fps.py`` and ``scripts/soak.py``, which import them from here.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
 
 from livedream import __version__, limits
 from livedream.config import (
@@ -21,10 +21,35 @@ from livedream.config import (
     DreamConfig,
     RunConfig,
 )
+from livedream.flags import (
+    HelpFormatter,
+    OneLineParser,
+    channels_arg,
+    float_in,
+    fraction,
+    int_in,
+    layers_arg,
+    positive_float,
+    positive_int,
+    quality_arg,
+    size_arg,
+)
 from livedream.models import MODELS
 from livedream.preview import KEYS_HELP
-from livedream.runtime import EXIT_USAGE
-from livedream.urls import mask_passwords
+
+__all__ = [  # the value checks live in ``flags``; the benchmark and soak script import them here
+    "HelpFormatter",
+    "OneLineParser",
+    "build_parser",
+    "channels_arg",
+    "fraction",
+    "layers_arg",
+    "parse_args",
+    "positive_float",
+    "positive_int",
+    "quality_arg",
+    "size_arg",
+]
 
 SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
 DEMO_OUTPUT = Path("dream.mp4")
@@ -38,141 +63,6 @@ DEMO_FRAMES = 100
 DEMO_DREAM_EVERY = 3
 DEMO_SHORT_SIDE = 180
 DEMO_STEPS = 3
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Bad usage is one line on stderr and exit code 2, not argparse's usage dump.
-
-    Shared with ``benchmarks/fps.py`` and ``scripts/soak.py``, with the value checks below.
-    """
-
-    def error(self, message: str) -> NoReturn:
-        # A URL given where no flag takes it comes back in the message: hide its secrets.
-        self.exit(EXIT_USAGE, f"error: {mask_passwords(message)} (see {self.prog} --help)\n")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Adds "(default: X)" to a flag's help unless X is None/False or the help says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if action.default is None or action.default is False or "default" in text:
-            return text
-        return super()._get_help_string(action)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
-    return value
-
-
-def int_in(low: int, high: int) -> Callable[[str], int]:
-    """A whole number from ``low`` to ``high`` (an argparse type)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a whole number from {low} to {high}, got {text!r}"
-            ) from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"expected a whole number from {low} to {high}, got {value}"
-            )
-        return value
-
-    return parse
-
-
-def float_in(low: float, high: float, *, above: bool = False) -> Callable[[str], float]:
-    """A number from ``low`` (above it when ``above``) to ``high`` (an argparse type)."""
-    span = f"above {low:g} up to {high:g}" if above else f"from {low:g} to {high:g}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number {span}, got {text!r}") from None
-        if not (low < value if above else low <= value) or not value <= high:
-            raise argparse.ArgumentTypeError(f"expected a number {span}, got {text}")
-        return value
-
-    return parse
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
-    return value
-
-
-def size_arg(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    try:
-        width, height = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT such as 320x240, got {text!r}"
-        ) from None
-    if width < 16 or height < 16 or width > 8192 or height > 8192:
-        raise argparse.ArgumentTypeError(
-            f"expected a size from 16x16 to 8192x8192 such as 320x240, got {text}"
-        )
-    return width, height
-
-
-def quality_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number from 0 to 51, got {text!r}"
-        ) from None
-    if not 0 <= value <= 51:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 51, got {value}")
-    return value
-
-
-def layers_arg(text: str) -> tuple[str, ...]:
-    layers = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not layers:
-        raise argparse.ArgumentTypeError(f"expected layer names like block4_conv3, got {text!r}")
-    return layers
-
-
-def channels_arg(text: str) -> tuple[str, tuple[int, ...]]:
-    """``LAYER:C1,C2`` or ``C1,C2`` (the one dreamed layer) -> (layer or "", channels)."""
-    layer, sep, numbers = text.rpartition(":")
-    try:
-        channels = tuple(int(part) for part in numbers.split(",") if part.strip())
-    except ValueError:
-        channels = ()
-    if not channels or min(channels) < 0 or (sep and not layer.strip()):
-        raise argparse.ArgumentTypeError(
-            f"expected LAYER:C1,C2 or C1,C2 with channel numbers from 0 "
-            f"(e.g. block4_conv3:12,77), got {text!r}"
-        )
-    return layer.strip(), channels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -419,7 +309,7 @@ def read_input(
     if args.input_file is not None:
         path: Path = args.input_file
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows Notepad) is dropped
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             parser.error(f"argument --input-file: cannot read {path} ({why})")
