@@ -138,6 +138,29 @@ def test_a_password_with_a_space_is_masked_in_the_url_itself() -> None:
     assert mask_url("rtsp://admin:two words@h/s") == "rtsp://admin:***@h/s"
 
 
+def test_a_logged_traceback_is_masked_too() -> None:
+    import io
+    import logging
+
+    from livedream.runtime import MaskPasswords
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskPasswords())
+    logger = logging.getLogger("livedream.test-masking")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise SourceError(f"cannot open rtsp://me:{PASSWORD}@h/s?token={PASSWORD}")
+        except SourceError as exc:
+            logger.error("reading %s failed", f"http://h/v?pwd={PASSWORD}", exc_info=exc)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "Traceback" in text and "rtsp://me:***@h/s?token=***" in text
+    assert "http://h/v?pwd=***" in text and PASSWORD not in text
+
+
 def test_an_unsupported_url_is_named_without_its_password() -> None:
     with pytest.raises(SourceError) as info:
         open_source(f"rtmp://me:{PASSWORD}@127.0.0.1/live")
