@@ -13,6 +13,7 @@ exit code 2) instead of a crash minutes later:
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from livedream.config import DreamConfig, RunConfig
 from livedream.errors import UsageError
 from livedream.media import is_image_path
 from livedream.models import get_spec
+
+logger = logging.getLogger(__name__)
 
 # Flag ranges (inclusive) that work end to end.
 FPS_RANGE = (1.0, 240.0)  # below 1 the file clocks break down; above 240 no camera delivers
@@ -48,6 +51,7 @@ QUEUED_FRAMES = 16  # frames held at once in a live run: the queues (8 + 4), in 
 FULL_SIZE_FLOATS = 3  # float32 full-size copies per composited frame: upscaled dream, sum, clip
 STILL_FLOATS = 4  # a photo's: the base, the upscaled detail, their sum, the clip
 STILL_MAX_SIDE = 1280  # dream_image's largest octave
+STILL_MIN_SIDE = 256  # a photo's largest octave is never made smaller than this to save memory
 MEMORY_SHARE = 0.75  # refuse a run whose estimate passes this share of the available memory
 MEMINFO = Path("/proc/meminfo")  # where MemAvailable is read (Linux); tests point it elsewhere
 GB = 1e9
@@ -132,28 +136,64 @@ def peak_memory(width: int, height: int, dream: tuple[int, int], *, still: bool)
     return RUNTIME_BYTES + full + dream_pixels * DREAM_BYTES_PER_PIXEL
 
 
+def _too_big(need: int, available: int | None) -> bool:
+    return available is not None and need > MEMORY_SHARE * available
+
+
+def _refusal(what: str, need: int, available: int, todo: str) -> UsageError:
+    return UsageError(
+        f"{what} about {need / GB:.1f} GB of memory, more than {MEMORY_SHARE:.0%} of the "
+        f"{available / GB:.1f} GB available; {todo}"
+    )
+
+
 def check_memory(
     width: int, height: int, dream: tuple[int, int], *, still: bool, what: str
 ) -> None:
     """Raises ``UsageError`` when the estimated peak passes ``MEMORY_SHARE`` of MemAvailable."""
     available = available_memory()
-    if available is None:
-        return  # not Linux: no estimate to compare with
     need = peak_memory(width, height, dream, still=still)
-    if need <= MEMORY_SHARE * available:
-        return
-    raise UsageError(
-        f"{what} about {need / GB:.1f} GB of memory, more "
-        f"than {MEMORY_SHARE:.0%} of the {available / GB:.1f} GB available; dream smaller "
-        "(--dream-size), give a smaller input (ffmpeg -i IN -vf scale=1920:-2 OUT) or free "
-        "some memory"
-    )
+    if available is not None and _too_big(need, available):
+        raise _refusal(
+            what,
+            need,
+            available,
+            "dream smaller (--dream-size), give a smaller input (ffmpeg -i IN -vf scale=1920:-2 "
+            "OUT) or free some memory",
+        )
 
 
-def still_dream_size(width: int, height: int) -> tuple[int, int]:
-    """The largest octave of a photo (``dream_image`` caps the long side)."""
-    top = min(1.0, STILL_MAX_SIDE / max(width, height))
+def still_dream_size(width: int, height: int, max_side: int = STILL_MAX_SIDE) -> tuple[int, int]:
+    """The largest octave of a photo (``dream_image`` caps its long side at ``max_side``)."""
+    top = min(1.0, max_side / max(width, height))
     return max(1, round(width * top)), max(1, round(height * top))
+
+
+def _still_side(width: int, height: int, available: int | None) -> int:
+    side = STILL_MAX_SIDE
+    while side > STILL_MIN_SIDE and _too_big(
+        peak_memory(width, height, still_dream_size(width, height, side), still=True), available
+    ):
+        side = max(STILL_MIN_SIDE, int(side * 0.8))
+    return side
+
+
+def still_max_side(width: int, height: int) -> int:
+    """The largest octave's long side for a ``width`` x ``height`` photo: ``STILL_MAX_SIDE``,
+    or smaller (down to ``STILL_MIN_SIDE``, with a warning) where the memory estimate would
+    pass ``MEMORY_SHARE`` of the available memory. The dream is upscaled to the full photo."""
+    side = _still_side(width, height, available_memory())
+    usual = min(STILL_MAX_SIDE, max(width, height))
+    if side < usual:
+        logger.warning(
+            "dreaming the photo at %d px on its long side instead of %d to fit in the free "
+            "memory; its dream is scaled up to %dx%d",
+            side,
+            usual,
+            width,
+            height,
+        )
+    return side
 
 
 def check_request(config: RunConfig) -> None:
@@ -167,15 +207,25 @@ def check_request(config: RunConfig) -> None:
 
 
 def check_frames(config: RunConfig, width: int, height: int, *, still: bool) -> None:
-    """The opened input's ``width`` x ``height`` frames: the dream size they give (a photo to
-    an image: its octaves, whose smallest size ``dream_image`` keeps within the model's), and
-    the run's memory."""
-    if still:
-        dream = still_dream_size(width, height)
-    else:
-        dream = config.dream.size_for(width, height)
-        if config.dream.dream_size is None:
-            what = f"the input's {width}x{height} frames give a dream of {dream[0]}x{dream[1]},"
-            check_dream_size(*dream, config.dream, what=what)
+    """The opened input's ``width`` x ``height`` frames: the dream size they give and the run's
+    memory. A photo to an image has no dream size to check (``dream_image`` keeps its smallest
+    octave within the model's) and is dreamed smaller where memory is short, down to
+    ``STILL_MIN_SIDE``: refused only below that."""
+    if still:  # a photo too big for the memory is dreamed smaller (still_max_side)...
+        available = available_memory()
+        dream = still_dream_size(width, height, _still_side(width, height, available))
+        need = peak_memory(width, height, dream, still=True)
+        if available is not None and _too_big(need, available):  # ...down to a point
+            raise _refusal(
+                f"a {width}x{height} photo needs, even dreamed at {STILL_MIN_SIDE} px,",
+                need,
+                available,
+                "give a smaller photo or free some memory",
+            )
+        return
+    dream = config.dream.size_for(width, height)
+    if config.dream.dream_size is None:
+        what = f"the input's {width}x{height} frames give a dream of {dream[0]}x{dream[1]},"
+        check_dream_size(*dream, config.dream, what=what)
     what = f"{width}x{height} frames dreamed at {dream[0]}x{dream[1]} need"
-    check_memory(width, height, dream, still=still, what=what)
+    check_memory(width, height, dream, still=False, what=what)

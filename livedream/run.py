@@ -48,11 +48,13 @@ def run_still(
     saved whatever comes.
     """
     from livedream.dream import dream_image
+    from livedream.limits import still_max_side
 
     detector = HaarDetector() if plan.face_strength < 1.0 else None  # fails before the dream
     with Outputs.open(config, plan, source) as outputs:
         with console.status("dreaming the photo in octaves..."):
-            image = dream_image(source.image, config.dream)
+            side = still_max_side(source.width, source.height)  # smaller if memory is short
+            image = dream_image(source.image, config.dream, max_side=side)
             image = protect_photo(source.image, image, plan.face_strength, detector)
         if interrupts is not None:
             interrupts.defer()

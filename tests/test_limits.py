@@ -187,3 +187,25 @@ def test_a_run_at_either_end_of_every_range_works(
     assert main(["-i", "photo.png", "-o", "out.avi", "--max-frames", "2", *FAST, *args]) == 0
     frames, fps = read_video(inputs / "out.avi")
     assert len(frames) == 2 and fps == pytest.approx(float(args[1]))
+
+
+def test_a_photo_too_big_for_the_memory_is_dreamed_smaller_or_refused(
+    inputs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 4.1 GB free, 3.1 GB usable: a 2000x1500 photo's usual 1280x960 octave needs ~6.2 GB
+    # (4 kB a dream pixel); 655 px on the long side fits, and the user is told.
+    monkeypatch.setattr(limits, "MEMINFO", fake_meminfo(inputs / "meminfo", 4_000_000))
+    assert limits.still_max_side(2000, 1500) == 655
+    assert "dreaming the photo at 655 px on its long side instead of 1280" in caplog.text
+    assert limits.still_max_side(128, 96) == 1280  # a small photo as ever
+    # 1 GB free: not even TensorFlow fits.
+    monkeypatch.setattr(limits, "MEMINFO", fake_meminfo(inputs / "meminfo", 1_000_000))
+    monkeypatch.chdir(inputs)
+    assert main(["-i", "photo.png", "-o", "out.png"]) == 2
+    assert error_of(capsys).startswith(
+        "error: a 128x96 photo needs, even dreamed at 256 px, about 1.1 GB of memory, more "
+        "than 75% of the 1.0 GB available; give a smaller photo or free some memory"
+    )
