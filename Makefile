@@ -44,6 +44,7 @@ bench-quick: install
 
 soak: install
 	$(BIN)/python scripts/soak.py
+	$(BIN)/python scripts/soak.py --stream --frames 3000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -104,7 +104,7 @@ def measure_control(settings: Settings) -> ControlFigures:
         controls,
         keys,
         stats,
-        model=settings.model,
+        spec=get_spec(settings.model),
         frame_size=(source.width, source.height),
         auto_size=size,
         looks_folder=settings.clip.parent,  # neither is written: no look, no screenshot

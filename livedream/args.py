@@ -1,18 +1,19 @@
-"""The command line: the parser, its value checks, and turning flags into a ``RunConfig``.
+"""The command line: the parser, where the input comes from, and turning flags into a
+``RunConfig``.
 
-The parser class, the help formatter and the value checks are shared with
-``benchmarks/fps.py`` and ``scripts/soak.py``.
+The parser class, the help formatter and the value checks (``livedream.flags``) are shared
+with ``benchmarks/fps.py`` and ``scripts/soak.py``, which import them from here.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
 
-from livedream import __version__
+from livedream import __version__, limits
 from livedream.config import (
     COMPILE_MODES,
     LIVE_FACE_STRENGTH,
@@ -20,15 +21,42 @@ from livedream.config import (
     DreamConfig,
     RunConfig,
 )
-from livedream.control.config import Bind, ControlConfig, control_config, parse_bind
+from livedream.control.config import add_control_args, control_args
+from livedream.flags import (
+    HelpFormatter,
+    OneLineParser,
+    add_weights_flags,
+    channels_arg,
+    float_in,
+    fraction,
+    int_in,
+    layers_arg,
+    positive_float,
+    positive_int,
+    quality_arg,
+    size_arg,
+)
 from livedream.models import MODELS
 from livedream.preview import KEYS_HELP
-from livedream.runtime import EXIT_USAGE
-from livedream.urls import url_scheme
-from livedream.weights import KERAS_WEIGHTS
+
+__all__ = [  # the value checks live in ``flags``; the benchmark and soak script import them here
+    "HelpFormatter",
+    "OneLineParser",
+    "build_parser",
+    "channels_arg",
+    "fraction",
+    "layers_arg",
+    "parse_args",
+    "positive_float",
+    "positive_int",
+    "quality_arg",
+    "size_arg",
+]
 
 SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
 DEMO_OUTPUT = Path("dream.mp4")
+DEFAULT_INPUT = "0"  # the first webcam
+INPUT_ENV = "LIVEDREAM_INPUT"  # what --input-env reads when given no name
 
 # The demo: a first dreamed clip in well under a minute on a laptop CPU. A 4 s stretch of the
 # sample, a keyframe every 3rd frame (the frames between carry it), a smaller dream with one
@@ -37,105 +65,6 @@ DEMO_FRAMES = 100
 DEMO_DREAM_EVERY = 3
 DEMO_SHORT_SIDE = 180
 DEMO_STEPS = 3
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Bad usage is one line on stderr and exit code 2, not argparse's usage dump.
-
-    Shared with ``benchmarks/fps.py`` and ``scripts/soak.py``, with the value checks below.
-    """
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Adds "(default: X)" to a flag's help unless X is None/False or the help says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if action.default is None or action.default is False or "default" in text:
-            return text
-        return super()._get_help_string(action)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
-    return value
-
-
-def size_arg(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    try:
-        width, height = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT such as 320x240, got {text!r}"
-        ) from None
-    if width < 16 or height < 16 or width > 8192 or height > 8192:
-        raise argparse.ArgumentTypeError(
-            f"expected a size from 16x16 to 8192x8192 such as 320x240, got {text}"
-        )
-    return width, height
-
-
-def quality_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number from 0 to 51, got {text!r}"
-        ) from None
-    if not 0 <= value <= 51:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 51, got {value}")
-    return value
-
-
-def layers_arg(text: str) -> tuple[str, ...]:
-    layers = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not layers:
-        raise argparse.ArgumentTypeError(f"expected layer names like block4_conv3, got {text!r}")
-    return layers
-
-
-def channels_arg(text: str) -> tuple[str, tuple[int, ...]]:
-    """``LAYER:C1,C2`` or ``C1,C2`` (the one dreamed layer) -> (layer or "", channels)."""
-    layer, sep, numbers = text.rpartition(":")
-    try:
-        channels = tuple(int(part) for part in numbers.split(",") if part.strip())
-    except ValueError:
-        channels = ()
-    if not channels or min(channels) < 0 or (sep and not layer.strip()):
-        raise argparse.ArgumentTypeError(
-            f"expected LAYER:C1,C2 or C1,C2 with channel numbers from 0 "
-            f"(e.g. block4_conv3:12,77), got {text!r}"
-        )
-    return layer.strip(), channels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,13 +78,33 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     io = parser.add_argument_group("input and output")
-    io.add_argument(
+    given = io.add_mutually_exclusive_group()
+    given.add_argument(
         "--input",
         "-i",
-        default="0",
+        default=None,
         help="webcam index (0, 1, ...), device path (/dev/video0), video file, image, or a "
         "network stream URL: rtsp:// rtsps:// http:// https:// udp:// tcp:// (an IP camera, "
-        "a phone webcam app's MJPEG, a video file on a server); a password in it is never shown",
+        "a phone webcam app's MJPEG, a video file on a server); its password, a token as its "
+        "user name and secret query values (pwd=, token=, key=...) are never shown "
+        f"(default: {DEFAULT_INPUT}, the first webcam)",
+    )
+    given.add_argument(
+        "--input-env",
+        nargs="?",
+        const=INPUT_ENV,
+        default=None,
+        metavar="VAR",
+        help=f"take the input from environment variable VAR (default {INPUT_ENV}), so that a "
+        "stream URL with its password stays out of ps and the shell's history",
+    )
+    given.add_argument(
+        "--input-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="take the input from the first line of this file (chmod 600 it): a stream URL "
+        "with its password, kept off the command line",
     )
     io.add_argument(
         "--output",
@@ -210,20 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument(
         "--max-frames",
-        type=positive_int,
+        type=int_in(1, limits.MAX_FRAMES_MAX),
         default=None,
         metavar="N",
         help="stop after N output frames",
     )
     cam = parser.add_argument_group("camera")
-    cam.add_argument("--width", type=positive_int, default=None, help="camera width to ask for")
-    cam.add_argument("--height", type=positive_int, default=None, help="camera height to ask for")
+    cam.add_argument("--width", type=int_in(*limits.SIDE_RANGE), help="camera width to ask for")
+    cam.add_argument("--height", type=int_in(*limits.SIDE_RANGE), help="camera height to ask for")
     cam.add_argument(
         "--fps",
-        type=positive_float,
+        type=float_in(*limits.FPS_RANGE),
         default=None,
         help="camera fps to ask for; the rate a stream URL is taken to run at; the pace of a "
-        "photo shown live (default 30)",
+        f"photo shown live (default 30); {limits.FPS_RANGE[0]:g} to {limits.FPS_RANGE[1]:g}",
     )
     cam.add_argument("--mirror", action="store_true", help="flip the picture left-right")
     dream = parser.add_argument_group("dream")
@@ -263,13 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
         "turns it off and on)",
     )
     dream.add_argument(
-        "--steps", type=positive_int, default=defaults.steps, help="gradient steps per frame"
+        "--steps",
+        type=int_in(*limits.STEPS_RANGE),
+        default=defaults.steps,
+        help=f"gradient steps per frame, up to {limits.STEPS_RANGE[1]}",
     )
     dream.add_argument(
         "--step-size",
-        type=positive_float,
+        type=float_in(0.0, limits.STEP_SIZE_MAX, above=True),
         default=defaults.step_size,
-        help="strength: fraction of the 0..255 range moved per step",
+        help="strength: fraction of the 0..255 range moved per step (above 0, up to 1)",
     )
     dream.add_argument(
         "--dream-size",
@@ -281,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dream.add_argument(
         "--dream-every",
-        type=positive_int,
+        type=int_in(1, limits.DREAM_EVERY_MAX),
         default=RunConfig.dream_every,
         metavar="N",
         help="file renders: dream every Nth frame and carry it onto the frames between "
@@ -300,15 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dream.add_argument(
         "--octaves",
-        type=positive_int,
+        type=int_in(*limits.OCTAVES_RANGE),
         default=defaults.octaves,
-        help="scales a photo is dreamed at",
+        help=f"scales a photo is dreamed at, up to {limits.OCTAVES_RANGE[1]}",
     )
     dream.add_argument(
         "--octave-steps",
-        type=positive_int,
+        type=int_in(*limits.OCTAVE_STEPS_RANGE),
         default=defaults.octave_steps,
-        help="gradient steps per octave for a photo (--steps is per video frame)",
+        help="gradient steps per octave for a photo (--steps is per video frame), up to "
+        f"{limits.OCTAVE_STEPS_RANGE[1]}",
     )
     dream.add_argument(
         "--precision",
@@ -331,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"default {LIVE_FACE_STRENGTH} live (webcam, stream, preview, virtual camera, "
         "--realtime), 1 for files rendered to files",
     )
-    dream.add_argument("--seed", type=int, default=defaults.seed, help="random jitter seed")
+    dream.add_argument(
+        "--seed", type=int_in(*limits.SEED_RANGE), default=defaults.seed, help="random jitter seed"
+    )
     add_control_args(parser)
     parser.add_argument("--hud", action="store_true", help="start with the heads-up overlay on")
     parser.add_argument(
@@ -342,36 +297,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def weights_url_arg(text: str) -> str:
-    if url_scheme(text) not in ("http", "https"):
-        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
-    return text
+def read_input(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]
+) -> str:
+    """The input: ``--input``, or the URL behind ``--input-env`` / ``--input-file``, which keep
+    a password off the command line. Exits through ``parser.error`` (one line, code 2)."""
+    if args.input_env is not None:
+        value = environ.get(args.input_env, "").strip()
+        if not value:
+            parser.error(
+                f"argument --input-env: the environment variable {args.input_env} is empty or "
+                f"not set; expected the input in it (export {args.input_env}='rtsp://...')"
+            )
+        return value
+    if args.input_file is not None:
+        path: Path = args.input_file
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows Notepad) is dropped
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            parser.error(f"argument --input-file: cannot read {path} ({why})")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if not lines:
+            parser.error(
+                f"argument --input-file: {path} is empty; expected the input (a stream URL) "
+                "on its first line"
+            )
+        return lines[0]
+    return args.input if args.input is not None else DEFAULT_INPUT
 
 
-def add_weights_flags(parser: argparse.ArgumentParser) -> None:
-    """``--get-weights MODEL`` and its ``--weights-url`` (``livedream.weights``)."""
-    group = parser.add_argument_group("model weights")
-    group.add_argument(
-        "--get-weights",
-        choices=sorted(KERAS_WEIGHTS),
-        default=None,
-        metavar="MODEL",
-        help="download MODEL's ImageNet weights (inception_v3: ~87 MB, vgg16: ~59 MB) into "
-        "Keras' cache, check them against Keras' published hash, and exit",
-    )
-    group.add_argument(
-        "--weights-url",
-        type=weights_url_arg,
-        default=None,
-        metavar="URL",
-        help="with --get-weights: download from this URL (a mirror) instead of Keras' own",
-    )
+def parse_args(
+    argv: Sequence[str] | None, *, environ: Mapping[str, str] | None = None
+) -> tuple[RunConfig, argparse.Namespace]:
+    """Parses ``argv`` into a ``RunConfig`` (and the raw namespace for the one-off flags).
 
-
-def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespace]:
-    """Parses ``argv`` into a ``RunConfig`` (and the raw namespace for the one-off flags)."""
+    ``environ`` is where ``--input-env`` looks (``os.environ`` when None).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.input = read_input(parser, args, os.environ if environ is None else environ)
     dream = DreamConfig(
         model=args.model,
         weights=args.weights,
@@ -436,67 +401,3 @@ def demo_config(config: RunConfig, args: argparse.Namespace) -> RunConfig:
 
 
 # -- the control page, OSC and looks (livedream.control) ----------------------------------------
-
-
-def bind_arg(text: str) -> Bind:
-    try:
-        return parse_bind(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def token_arg(text: str) -> str:
-    if len(text) < 8 or any(ch.isspace() or not ch.isprintable() for ch in text):
-        raise argparse.ArgumentTypeError(
-            "expected a token of 8 or more printable characters without spaces"
-        )
-    return text
-
-
-def add_control_args(parser: argparse.ArgumentParser) -> None:
-    """``--control``, ``--control-token``, ``--osc`` and ``--look``."""
-    group = parser.add_argument_group("control page, OSC and looks")
-    group.add_argument(
-        "--control",
-        type=bind_arg,
-        default=None,
-        metavar="[HOST:]PORT",
-        help="serve a control page (live view, every setting, looks) on PORT; HOST defaults to "
-        "127.0.0.1 (this machine only); 0.0.0.0 opens it to the network, behind a token",
-    )
-    group.add_argument(
-        "--control-token",
-        type=token_arg,
-        default=None,
-        metavar="TOKEN",
-        help="the control page's token (default beyond 127.0.0.1: a new one, printed once)",
-    )
-    group.add_argument(
-        "--osc",
-        type=bind_arg,
-        default=None,
-        metavar="[HOST:]PORT",
-        help="take OSC messages (/livedream/strength f, ...) on this UDP port; HOST defaults "
-        "to 127.0.0.1 (OSC has no authentication)",
-    )
-    group.add_argument(
-        "--look",
-        default=None,
-        metavar="NAME",
-        help="start with a saved look (saved by the control page or the preview's v key)",
-    )
-
-
-def control_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ControlConfig:
-    """The control flags, decided: a token where one is needed, the look loaded and checked."""
-    from livedream.control.looks import LookError, load_look, looks_folder
-
-    if args.control_token is not None and args.control is None:
-        parser.error("--control-token needs --control [HOST:]PORT")
-    look = None
-    if args.look is not None:
-        try:
-            look = load_look(args.look, looks_folder(), args.model)
-        except LookError as exc:
-            parser.error(f"argument --look: {exc}")
-    return control_config(args.control, args.control_token, args.osc, look)

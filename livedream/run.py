@@ -72,11 +72,13 @@ def run_still(
     saved whatever comes.
     """
     from livedream.dream import dream_image
+    from livedream.limits import still_max_side
 
     detector = HaarDetector() if plan.face_strength < 1.0 else None  # fails before the dream
     with open_outputs(config, plan, source) as outputs:
         with console.status("dreaming the photo in octaves..."):
-            image = dream_image(source.image, dream)
+            side = still_max_side(source.width, source.height)  # smaller if memory is short
+            image = dream_image(source.image, dream, max_side=side)
             image = protect_photo(source.image, image, plan.face_strength, detector)
         if interrupts is not None:
             interrupts.defer()
@@ -137,7 +139,7 @@ class StreamRun:
             self.controls,
             self.keys,
             self.pipeline.stats,
-            model=dream.spec.name,
+            spec=dream.spec,
             frame_size=(source.width, source.height),
             auto_size=dream.size.size_for(source.width, source.height),
             looks_folder=looks_folder(),
@@ -243,6 +245,9 @@ class StreamRun:
         with self.console.status(f"loading {self.dream.spec.name} and compiling the dream..."):
             while not self.pipeline.ready.wait(0.03) and not interrupts.requested.is_set():
                 self.outputs.idle()
+                if self.outputs.stop_requested:  # q or the window closed while loading
+                    self.pipeline.done.set()
+                    return
 
     def _loop(self, display: StatusDisplay) -> None:
         pipeline, outputs, stats = self.pipeline, self.outputs, self.stats

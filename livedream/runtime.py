@@ -65,14 +65,18 @@ def import_tensorflow(verbose: bool) -> None:
 
 
 class MaskPasswords(logging.Filter):
-    """Masks the password of any ``scheme://user:password@`` in a log message (a stream URL
-    logged by livedream or by a library), whatever logger it came from."""
+    """Masks the secrets of any URL in a log message or its traceback (a stream URL logged by
+    livedream or by a library), whatever logger it came from (``urls.mask_passwords``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         masked = mask_passwords(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:  # a --verbose traceback
+            text = logging.Formatter().formatException(record.exc_info)
+            if mask_passwords(text) != text:  # handlers print exc_text as it is
+                record.exc_info, record.exc_text = None, mask_passwords(text)
         return True
 
 

@@ -104,7 +104,7 @@ def start_rig(folder: Path) -> Rig:
         controls,
         keys,
         pipeline.stats,
-        model=RIG_DREAM.model,
+        spec=get_spec(RIG_DREAM.model),
         frame_size=(source.width, source.height),
         auto_size=dream.size.size_for(source.width, source.height),
         looks_folder=looks,

@@ -522,9 +522,13 @@ def stream_run(config: Any, source: Any, console: Any) -> Any:
     """A ``StreamRun`` as the CLI makes it: the request checked, the run planned, the dream
     resolved for this machine."""
     from livedream.device import detect_device
+    from livedream.limits import check_frames
     from livedream.plan import check_request, plan_run
     from livedream.resolve import resolve_dream
     from livedream.run import StreamRun
 
-    dream = resolve_dream(check_request(config), detect_device())
-    return StreamRun(config, source, console, plan=plan_run(config, source), dream=dream)
+    look = check_request(config)
+    plan = plan_run(config, source)
+    check_frames(config, look.spec, source.width, source.height, still=plan.still)
+    dream = resolve_dream(look, detect_device())
+    return StreamRun(config, source, console, plan=plan, dream=dream)

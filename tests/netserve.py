@@ -3,7 +3,8 @@ webcam apps serve), a file server that answers Range requests (what FFmpeg needs
 whose index is at its end), a server that accepts and then says nothing, and a refused port.
 
 Every server runs in daemon threads, binds a free port on 127.0.0.1 only and is a context
-manager whose ``close()`` ends every connection it holds.
+manager whose ``close()`` ends every connection it holds. ``scripts/soak.py --stream`` uses the
+MJPEG camera too (a stream that drops and comes back).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import cv2
-from conftest import make_numbered_frame
+from helpers import make_numbered_frame
 
 BOUNDARY = "livedreamframe"
 

@@ -39,7 +39,7 @@ def make_bridge(folder: Path, *, face_tracking: bool = True) -> ControlBridge:
         controls,
         keys,
         Stats(),
-        model=SPEC.name,
+        spec=SPEC,
         frame_size=(320, 240),
         auto_size=(320, 240),
         looks_folder=folder / "looks",
@@ -147,7 +147,7 @@ def test_a_look_round_trips_through_its_toml_file(bridge: ControlBridge, tmp_pat
     assert path == tmp_path / "eyes-3.toml"
     text = path.read_text()
     assert "strength = 0.02" in text and "[channels]" in text
-    look = load_look("eyes-3", tmp_path, "vgg16_hed")
+    look = load_look("eyes-3", tmp_path, SPEC)
     assert look == look_of("eyes-3", c)
 
 
@@ -165,7 +165,7 @@ def test_a_look_round_trips_through_its_toml_file(bridge: ControlBridge, tmp_pat
 def test_a_bad_look_file_is_one_line_naming_it(tmp_path: Path, text: str, reason: str) -> None:
     (tmp_path / "bad.toml").write_text(text)
     with pytest.raises(LookError) as caught:
-        load_look("bad", tmp_path, "vgg16_hed")
+        load_look("bad", tmp_path, SPEC)
     message = str(caught.value)
     assert reason in message and message.startswith("look 'bad'") and "\n" not in message
 
@@ -184,7 +184,7 @@ def test_the_v_key_saves_the_look_in_the_config_folder(
     assert looks_folder() == tmp_path / "livedream" / "looks"
     (saved,) = looks_folder().glob("look-*.toml")
     assert note == f"saved the look {saved.stem!r}"
-    look = load_look(saved.stem, looks_folder(), "vgg16_hed")
+    look = load_look(saved.stem, looks_folder(), SPEC)
     assert (look.steps, look.strength, look.layers) == (5, 0.04, ("block3_conv3",))
 
 

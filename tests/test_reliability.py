@@ -97,10 +97,13 @@ def _bad_inputs(tmp: Path, clip: Path) -> dict[str, tuple[list[str], list[str]]]
         "empty file": (["-i", str(tmp / "empty.mp4"), "-o", out], ["empty (0 bytes)"]),
         "directory": (["-i", str(tmp / "a_folder.mp4"), "-o", out], ["is a folder"]),
         "no such webcam": (["-i", "97", "-o", out], ["webcam 97", "--list-cameras"]),
-        "steps negative": ([*src, "-o", out, "--steps", "-1"], ["--steps", "above 0, got -1"]),
-        "steps zero": ([*src, "-o", out, "--steps", "0"], ["--steps", "above 0, got 0"]),
-        "fps zero": ([*src, "-o", out, "--fps", "0"], ["--fps", "above 0, got 0"]),
-        "fps negative": ([*src, "-o", out, "--fps", "-5"], ["--fps", "above 0, got -5"]),
+        "steps negative": (
+            [*src, "-o", out, "--steps", "-1"],
+            ["--steps", "from 1 to 100, got -1"],
+        ),
+        "steps zero": ([*src, "-o", out, "--steps", "0"], ["--steps", "from 1 to 100, got 0"]),
+        "fps zero": ([*src, "-o", out, "--fps", "0"], ["--fps", "from 1 to 240, got 0"]),
+        "fps negative": ([*src, "-o", out, "--fps", "-5"], ["--fps", "from 1 to 240, got -5"]),
         "size 0x0": ([*src, "-o", out, "--dream-size", "0x0"], ["from 16x16", "got 0x0"]),
         "size text": ([*src, "-o", out, "--dream-size", "big"], ["WIDTHxHEIGHT", "'big'"]),
         "unknown model": ([*src, "-o", out, "--model", "alexnet"], ["'alexnet'", "vgg16_hed"]),
@@ -357,20 +360,35 @@ def test_out_of_memory_at_a_huge_dream_size_says_to_dream_smaller(
     # (it needs ~2.5 GiB) and a 4096x4096 dream (4 GiB for one activation) does not. oneDNN is
     # off because TensorFlow's oneDNN kernels crash on a failed allocation instead of raising;
     # TensorFlow's own kernels raise ResourceExhaustedError, as a GPU out of memory does.
+    # The door's memory estimate (livedream.limits) would refuse this dream up front: the
+    # command runs with a MemAvailable of 1 TB so that the run-time error is what is tested.
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
     out = tmp_path / "out.mp4"
-    result = run_livedream(
-        "-i",
-        str(clip),
-        "-o",
-        str(out),
-        "--dream-size",
-        "4096x4096",
-        "--layers",
-        "block1_conv2",
-        "--precision",
-        "float32",
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:   1000000000 kB\n")
+    command = (
+        "import sys; from pathlib import Path; from livedream import limits; "
+        f"limits.MEMINFO = Path({str(meminfo)!r}); from livedream.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    args = ["-i", str(clip), "-o", str(out), "--dream-size", "4096x4096"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            command,
+            *args,
+            "--layers",
+            "block1_conv2",
+            "--precision",
+            "float32",
+        ],
         env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         preexec_fn=_limit_address_space(6 * 1024**3),
     )
     assert result.returncode == 1, result.stderr

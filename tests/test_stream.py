@@ -7,8 +7,8 @@ with the defaults the user gets. The only timings asserted are bounds on hangs.
 
 from __future__ import annotations
 
+import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -18,15 +18,16 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import FAST, LivedreamProcess, WriteVideo
+from conftest import FAST, WriteVideo
 from helpers import stream_run
 from netserve import MjpegServer, RangeFileServer, SilentServer, refused_port
 from rich.console import Console
 
-from livedream.args import build_parser
+from livedream.args import build_parser, parse_args
+from livedream.cli import main
 from livedream.errors import SourceError, SourceLostError
 from livedream.sources import StreamSource, open_source
-from livedream.urls import mask_passwords
+from livedream.urls import mask_passwords, mask_url
 
 PASSWORD = "hunter2secret"
 # The promise is a one-line error within 10 s; a fresh interpreter adds its start-up.
@@ -94,12 +95,71 @@ def read_n(source: StreamSource, n: int) -> None:
         ("rtsp://admin:hunter2@10.0.0.5:554/s1", "rtsp://admin:***@10.0.0.5:554/s1"),
         ("http://u:p@ss@host/video", "http://u:***@host/video"),
         ("cannot open https://me:x:y@h/v: refused", "cannot open https://me:***@h/v: refused"),
-        ("rtsp://admin@10.0.0.5/s1", "rtsp://admin@10.0.0.5/s1"),
+        # A user name alone may be an access token.
+        ("rtsp://TOKEN123abc@127.0.0.1:9/s", "rtsp://***@127.0.0.1:9/s"),
+        ("rtsp://admin@10.0.0.5/s1", "rtsp://***@10.0.0.5/s1"),
+        # A password may hold any character: / ? # : @ are all hidden with it.
+        ("rtsp://admin:ab/cd@127.0.0.1:9/s", "rtsp://admin:***@127.0.0.1:9/s"),
+        ("rtsp://admin:a?b#c@h/s", "rtsp://admin:***@h/s"),
+        ("'rtsp://admin:q@w:e/r@[::1]:554/s'", "'rtsp://admin:***@[::1]:554/s'"),
+        # Query and fragment parameters whose names mean a secret, in any case.
+        (
+            "http://admin:s3cret@127.0.0.1:9/videostream.cgi?user=admin&pwd=hunter2",
+            "http://admin:***@127.0.0.1:9/videostream.cgi?user=admin&pwd=***",
+        ),
+        (
+            "https://h/live?Password=a&PASS=b&passwd=c&token=d&key=e&auth=f&sig=g&secret=h",
+            "https://h/live?Password=***&PASS=***&passwd=***&token=***&key=***&auth=***"
+            "&sig=***&secret=***",
+        ),
+        (
+            "http://h/s.m3u8?access_token=a&apiKey=b&X-Auth=c&signature=d&X-Amz-Credential=e",
+            "http://h/s.m3u8?access_token=***&apiKey=***&X-Auth=***&signature=***"
+            "&X-Amz-Credential=***",
+        ),
+        (
+            "http://h/v?usr=me&loginpas=x;sid=y#id_token=z",
+            "http://h/v?usr=me&loginpas=***;sid=***#id_token=***",
+        ),
+        ("http://h/v?width=640&fps=25", "http://h/v?width=640&fps=25"),
+        (
+            "opened http://h/v?pw=1 and rtsp://k@h2/s",
+            "opened http://h/v?pw=*** and rtsp://***@h2/s",
+        ),
         ("clip.mp4", "clip.mp4"),
+        ("key=value outside a URL", "key=value outside a URL"),
     ],
 )
-def test_passwords_are_masked_in_text(text: str, shown: str) -> None:
+def test_secrets_are_masked_in_text(text: str, shown: str) -> None:
     assert mask_passwords(text) == shown
+    assert mask_url(text) == shown or " " in text
+
+
+def test_a_password_with_a_space_is_masked_in_the_url_itself() -> None:
+    assert mask_url("rtsp://admin:two words@h/s") == "rtsp://admin:***@h/s"
+
+
+def test_a_logged_traceback_is_masked_too() -> None:
+    import io
+    import logging
+
+    from livedream.runtime import MaskPasswords
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskPasswords())
+    logger = logging.getLogger("livedream.test-masking")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise SourceError(f"cannot open rtsp://me:{PASSWORD}@h/s?token={PASSWORD}")
+        except SourceError as exc:
+            logger.error("reading %s failed", f"http://h/v?pwd={PASSWORD}", exc_info=exc)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "Traceback" in text and "rtsp://me:***@h/s?token=***" in text
+    assert "http://h/v?pwd=***" in text and PASSWORD not in text
 
 
 def test_an_unsupported_url_is_named_without_its_password() -> None:
@@ -112,6 +172,64 @@ def test_an_unsupported_url_is_named_without_its_password() -> None:
 def test_help_names_stream_urls() -> None:
     text = build_parser().format_help()
     assert "rtsp://" in text and "http://" in text
+
+
+# --- the URL kept off the command line ----------------------------------------------------
+
+
+def test_input_env_and_input_file_give_the_input(tmp_path: Path) -> None:
+    url = f"rtsp://admin:{PASSWORD}@10.0.0.5/s"
+    env = {"CAM": url, "LIVEDREAM_INPUT": url + "2"}
+    assert parse_args(["--input-env", "CAM"], environ=env)[0].input == url
+    assert parse_args(["--input-env"], environ=env)[0].input == url + "2"
+    (tmp_path / "cam.txt").write_text(f"\n  {url}  \n# the camera\n")
+    assert parse_args(["--input-file", str(tmp_path / "cam.txt")])[0].input == url
+    assert parse_args([])[0].input == "0"  # the first webcam, as before
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--input-env", "NO_SUCH_VAR"], "argument --input-env: the environment variable "),
+        (["--input-file", "no-such-file.txt"], "argument --input-file: cannot read no-such-file"),
+        (["--input-file", "empty.txt"], "argument --input-file: empty.txt is empty; expected"),
+        (["-i", "0", "--input-env", "CAM"], "argument --input-env: not allowed with argument"),
+    ],
+)
+def test_input_env_and_input_file_mistakes_are_one_line(
+    args: list[str],
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("\n")
+    monkeypatch.delenv("NO_SUCH_VAR", raising=False)
+    assert main(args) == 2
+    stderr = capsys.readouterr().err
+    assert error_line(stderr).startswith(f"error: {says}"), stderr
+
+
+@pytest.mark.parametrize("how", ["--input-env", "--input-file"])
+def test_a_url_off_the_command_line_is_opened_and_never_shown(how: str, tmp_path: Path) -> None:
+    port = refused_port()
+    url = f"rtsp://admin:{PASSWORD}@127.0.0.1:{port}/s?pwd={PASSWORD}"
+    (tmp_path / "cam.txt").write_text(url + "\n")
+    given = ["--input-env", "CAM"] if how == "--input-env" else ["--input-file", "cam.txt"]
+    result = subprocess.run(
+        [sys.executable, "-m", "livedream", *given, "-o", "out.mp4", *FAST],
+        capture_output=True,
+        text=True,
+        timeout=OPEN_ERROR_WITHIN,
+        cwd=tmp_path,
+        env={**os.environ, "CAM": url},
+    )
+    assert result.returncode == 2
+    assert error_line(result.stderr).startswith(
+        f"error: cannot open stream rtsp://admin:***@127.0.0.1:{port}/s?pwd=***: connection refused"
+    )
+    assert PASSWORD not in result.stdout + result.stderr
 
 
 # --- live MJPEG over HTTP ------------------------------------------------------------------
@@ -216,18 +334,28 @@ def test_video_at_a_url_rendered_to_a_file_has_every_frame(clip_url: str, tmp_pa
 # --- opening that fails: one line, bounded, no password ----------------------------------
 
 
-@pytest.mark.parametrize("verbose", [False, True])
-def test_refused_port_is_one_line_without_the_password(verbose: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("login", "query", "verbose"),
+    [
+        (f"admin:{PASSWORD}@", "", False),
+        (f"admin:{PASSWORD}/x@", f"?user=admin&pwd={PASSWORD}2", True),
+        (f"{PASSWORD}@", f"?Access_Token={PASSWORD}2", True),  # a token as the user name
+    ],
+)
+def test_refused_port_is_one_line_without_a_secret(
+    login: str, query: str, verbose: bool, tmp_path: Path
+) -> None:
     port = refused_port()
-    url = f"rtsp://admin:{PASSWORD}@127.0.0.1:{port}/stream1"
+    url = f"rtsp://{login}127.0.0.1:{port}/stream1{query}"
     args = ["-i", url, "-o", str(tmp_path / "out.mp4"), *FAST]
     code, output, _ = livedream(*args, *(["--verbose"] if verbose else []))
     assert code == 2
     assert error_line(output) == (
-        f"error: cannot open stream rtsp://admin:***@127.0.0.1:{port}/stream1: connection "
+        f"error: cannot open stream {mask_url(url)}: connection "
         f"refused by 127.0.0.1:{port}; is the camera (or phone app) streaming, and is the "
         "port right?"
     )
+    assert "***@127.0.0.1" in output
     assert PASSWORD not in output
     if not verbose:
         assert output.strip().splitlines() == [error_line(output)]  # FFmpeg's lines stay hidden
@@ -246,24 +374,17 @@ def test_server_that_stalls_is_one_line_within_the_bound(tmp_path: Path) -> None
     assert PASSWORD not in output
 
 
-def test_live_stream_run_never_prints_its_password(camera: MjpegServer, tmp_path: Path) -> None:
+def test_live_stream_run_never_prints_a_secret(camera: MjpegServer, tmp_path: Path) -> None:
     out = tmp_path / "call.mp4"
-    url = camera.url_with_login("me", PASSWORD)
-    proc = LivedreamProcess(["-i", url, "-o", str(out), "--verbose", *FAST])
-    try:
-        deadline = time.monotonic() + 120.0
-        while "me:***@" not in proc.err or camera.frames_sent < 50:
-            assert proc.proc.poll() is None, proc.err
-            assert time.monotonic() < deadline, proc.err
-            time.sleep(0.1)
-        time.sleep(2.0)  # a few frames dreamed and recorded
-        proc.proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 130, proc.err
-    finally:
-        proc.close()
-    assert PASSWORD not in proc.err
-    assert f"opened http://me:***@127.0.0.1:{camera.port}/video" in proc.err
-    assert count_frames(out) > 0
+    url = camera.url_with_login("me", PASSWORD) + f"?user=me&pwd={PASSWORD}&token={PASSWORD}"
+    # --max-frames ends the live run by itself once 20 frames are recorded.
+    code, output, _ = livedream(
+        "-i", url, "-o", str(out), "--max-frames", "20", "--verbose", *FAST, timeout=300
+    )
+    assert code == 0, output
+    assert PASSWORD not in output
+    assert f"opened http://me:***@127.0.0.1:{camera.port}/video?user=me&pwd=***&token=***" in output
+    assert count_frames(out) >= 20
 
 
 def test_lost_stream_ends_the_run_with_the_recording_finalized(

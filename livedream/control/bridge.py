@@ -33,6 +33,7 @@ from livedream.control.looks import (
 from livedream.control.values import SETTINGS, BadValue, check_value
 from livedream.controls import Controls
 from livedream.media import Frame
+from livedream.models import ModelSpec
 from livedream.preview import KeyHandler, describe_channels, save_screenshot
 from livedream.stats import Stats
 
@@ -48,7 +49,7 @@ class ControlBridge:
         controls: the run's live settings (the one owner).
         keys: the preview's keys: layer and channel presets, chosen the way ``l``/``c`` do.
         stats: the run's figures.
-        model: the model dreamed (looks are checked against it).
+        spec: the model dreamed (looks are checked against it).
         frame_size: (w, h) of the input frames: the size selector's sizes keep its aspect.
         auto_size: (w, h) the dream runs at while ``dream_size`` is auto.
         looks_folder: where looks are saved and loaded.
@@ -62,7 +63,7 @@ class ControlBridge:
         keys: KeyHandler,
         stats: Stats,
         *,
-        model: str,
+        spec: ModelSpec,
         frame_size: tuple[int, int],
         auto_size: tuple[int, int],
         looks_folder: Path,
@@ -72,7 +73,7 @@ class ControlBridge:
         self.controls = controls
         self.keys = keys
         self.stats = stats
-        self.model = model
+        self.spec = spec
         self.auto_size = auto_size
         self.looks_folder = looks_folder
         self.screenshot_folder = screenshot_folder
@@ -263,7 +264,7 @@ class ControlBridge:
 
     def load_look(self, name: str) -> SavedLook:
         """Applies the saved look ``name``. Raises ``LookError`` (one line), changing nothing."""
-        look = load_look(name, self.looks_folder, self.model)
+        look = load_look(name, self.looks_folder, self.spec)
         with self._lock:
             apply_look(look, self.controls)
             self.keys.select_layers(self.controls.layers)

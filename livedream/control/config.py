@@ -5,6 +5,7 @@ Free of aiohttp and python-osc: ``RunConfig`` holds a ``ControlConfig`` in every
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import secrets
 from dataclasses import dataclass, field
@@ -97,3 +98,68 @@ def control_config(
     if web is not None and token is None and not web.loopback:
         token, generated = secrets.token_urlsafe(18), True
     return ControlConfig(web=web, token=token, token_generated=generated, osc=osc, look=look)
+
+
+# -- the flags (args.py adds them to its parser) -----------------------------------------
+def bind_arg(text: str) -> Bind:
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def token_arg(text: str) -> str:
+    if len(text) < 8 or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise argparse.ArgumentTypeError(
+            "expected a token of 8 or more printable characters without spaces"
+        )
+    return text
+
+
+def add_control_args(parser: argparse.ArgumentParser) -> None:
+    """``--control``, ``--control-token``, ``--osc`` and ``--look``."""
+    group = parser.add_argument_group("control page, OSC and looks")
+    group.add_argument(
+        "--control",
+        type=bind_arg,
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve a control page (live view, every setting, looks) on PORT; HOST defaults to "
+        "127.0.0.1 (this machine only); 0.0.0.0 opens it to the network, behind a token",
+    )
+    group.add_argument(
+        "--control-token",
+        type=token_arg,
+        default=None,
+        metavar="TOKEN",
+        help="the control page's token (default beyond 127.0.0.1: a new one, printed once)",
+    )
+    group.add_argument(
+        "--osc",
+        type=bind_arg,
+        default=None,
+        metavar="[HOST:]PORT",
+        help="take OSC messages (/livedream/strength f, ...) on this UDP port; HOST defaults "
+        "to 127.0.0.1 (OSC has no authentication)",
+    )
+    group.add_argument(
+        "--look",
+        default=None,
+        metavar="NAME",
+        help="start with a saved look (saved by the control page or the preview's v key)",
+    )
+
+
+def control_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ControlConfig:
+    """The control flags, decided: a token where one is needed, the look loaded and checked."""
+    from livedream.control.looks import LookError, load_look, looks_folder
+
+    if args.control_token is not None and args.control is None:
+        parser.error("--control-token needs --control [HOST:]PORT")
+    look = None
+    if args.look is not None:
+        try:
+            look = load_look(args.look, looks_folder(), None)  # the model: at the door
+        except LookError as exc:
+            parser.error(f"argument --look: {exc}")
+    return control_config(args.control, args.control_token, args.osc, look)

@@ -22,7 +22,7 @@ from typing import Any
 from livedream.control.values import BadValue, check_value
 from livedream.controls import Controls
 from livedream.errors import UsageError
-from livedream.models import Channels, check_layers, get_spec
+from livedream.models import Channels, ModelSpec, check_layers
 from livedream.resolve import check_channels
 
 if sys.version_info >= (3, 11):
@@ -137,8 +137,9 @@ def _toml(value: object) -> str:
     return json.dumps(str(value))  # a JSON string is a TOML basic string
 
 
-def load_look(name: str, folder: Path, model: str) -> SavedLook:
-    """Reads look ``name`` from ``folder`` and checks it against ``model``.
+def load_look(name: str, folder: Path, spec: ModelSpec | None) -> SavedLook:
+    """Reads look ``name`` from ``folder`` and checks it against ``spec``'s model (None: the
+    model is not decided yet; ``check_saved_look`` checks it at the door).
 
     Raises:
         LookError: no such look, a file that is not TOML, or a value that does not fit
@@ -156,25 +157,38 @@ def load_look(name: str, folder: Path, model: str) -> SavedLook:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise LookError(f"look {name!r} ({path}) is not a readable TOML file: {exc}") from None
     try:
-        return _parse(name, data, model)
+        return _parse(name, data, spec)
     except (BadValue, UsageError) as exc:
         raise LookError(f"look {name!r} ({path}): {exc}; fix or delete the file") from None
 
 
-def _parse(name: str, data: dict[str, Any], model: str) -> SavedLook:
+def check_saved_look(look: SavedLook, spec: ModelSpec) -> None:
+    """Checks a look read before the model was decided against ``spec``'s model.
+
+    Raises:
+        LookError: its layers or channels do not fit the model (one line).
+    """
+    try:
+        layers = check_layers(spec, look.layers) if look.layers else spec.default_layers
+        if look.channels:
+            check_channels(spec, layers, look.channels)
+    except UsageError as exc:
+        raise LookError(f"look {look.name!r}: {exc}; fix or delete the file") from None
+
+
+def _parse(name: str, data: dict[str, Any], spec: ModelSpec | None) -> SavedLook:
     unknown = set(data) - {*SCALARS, "layers", "channels"}
     if unknown:
         raise BadValue(
             f"unknown key {sorted(unknown)[0]!r}: expected {', '.join(SCALARS)}, layers, channels"
         )
     values: dict[str, Any] = {k: check_value(k, data[k]) for k in SCALARS if k in data}
-    spec = get_spec(model)
     layers = None
     if "layers" in data:
         raw = data["layers"]
         if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
             raise BadValue(f"layers: expected a list of layer names, got {raw!r}")
-        layers = check_layers(spec, raw)
+        layers = tuple(raw) if spec is None else check_layers(spec, raw)
     channels = None
     if "channels" in data:
         raw = data["channels"]
@@ -184,7 +198,9 @@ def _parse(name: str, data: dict[str, Any], model: str) -> SavedLook:
         ):
             raise BadValue(f"channels: expected a table of layer = [channel numbers], got {raw!r}")
         chosen: Channels = tuple((layer, tuple(c)) for layer, c in raw.items())
-        channels = check_channels(spec, layers or spec.default_layers, chosen) if chosen else ()
+        channels = chosen
+        if spec is not None and chosen:
+            channels = check_channels(spec, layers or spec.default_layers, chosen)
     return SavedLook(name=name, layers=layers, channels=channels, **values)
 
 

@@ -26,7 +26,7 @@ from livedream.errors import SourceError, SourceLostError
 from livedream.media import DEFAULT_FPS, Frame, as_bgr
 from livedream.sources.base import Source
 from livedream.sources.files import FRAME_COUNT_TOLERANCE
-from livedream.urls import STREAM_SCHEMES, mask_url, url_scheme
+from livedream.urls import STREAM_SCHEMES, mask_url, url_scheme, without_user
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class _Connection:
 
 def _why_not_open(url: str, *, timed_out: bool, opened: bool, timeout: float) -> str:
     """A short reason an open failed, from a quick TCP check of the host and port."""
-    parts = urlsplit(url)
+    parts = urlsplit(without_user(url))
     scheme = parts.scheme.lower()
     if scheme == "udp":
         return (
