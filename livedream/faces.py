@@ -149,12 +149,6 @@ class FaceTracker:
         self._gray: np.ndarray | None = None  # the previous keyframe's, (h, w) uint8
         self._detected_at = -float("inf")
 
-    def reset(self) -> None:
-        """Forgets every face: the next keyframe is looked at afresh."""
-        self.faces = ()
-        self._gray = None
-        self._detected_at = -float("inf")
-
     def update(self, frame: Frame, gray: np.ndarray, clock: float) -> tuple[Face, ...]:
         """The faces of a new keyframe.
 

@@ -1,6 +1,6 @@
 """The terminal: a live status table for streams and a progress bar for file renders (Rich).
 
-Used by ``cli.py`` only; writes to stderr so stdout stays free for pipes.
+Used by ``run.py`` only; writes to stderr so stdout stays free for pipes.
 """
 
 from __future__ import annotations

@@ -147,12 +147,13 @@ class VideoFileSink(Sink):
         self._held: Frame | None = None  # the last frame written (real-time mode)
         fmt = self._encoder.format
         logger.info(
-            "writing %s (%dx%d, %.3g fps, %s%s) via %s",
+            "writing %s (%dx%d, %.3g fps, %s, quality %d%s) via %s",
             self._path,
             width,
             height,
             fps,
             fmt.video_codec,
+            quality,
             ", with the input's sound" if audio_from is not None else "",
             self._temp.name,
         )
