@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import FAST, LivedreamProcess, WriteVideo
+from helpers import wait_for
 from netserve import MjpegServer, RangeFileServer, SilentServer, refused_port
 from rich.console import Console
 
@@ -255,7 +256,9 @@ def test_live_stream_run_never_prints_its_password(camera: MjpegServer, tmp_path
             assert proc.proc.poll() is None, proc.err
             assert time.monotonic() < deadline, proc.err
             time.sleep(0.1)
-        time.sleep(2.0)  # a few frames dreamed and recorded
+        # A few frames dreamed and recorded: the encoder flushed them to the hidden file.
+        temp = out.with_name(f".{out.name}.partial{out.suffix}")
+        wait_for(lambda: temp.exists() and temp.stat().st_size > 1000, 120, "frames recorded")
         proc.proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 130, proc.err
     finally:
@@ -275,7 +278,12 @@ def test_lost_stream_ends_the_run_with_the_recording_finalized(
     config, _ = parse_args(["-i", camera.url, "-o", str(out), "--no-preview", *FAST])
     source = StreamSource(camera.url, reconnect_for=1.0, **QUICK)
     run = StreamRun(config, source, Console(stderr=True, force_terminal=False))
-    threading.Timer(3.0, camera.down.set).start()
+
+    def drop_once_dreaming() -> None:  # the camera goes away once dreamed frames went out
+        wait_for(lambda: run.stats.output > 0, 120, "dreamed frames")
+        camera.down.set()
+
+    threading.Thread(target=drop_once_dreaming, daemon=True).start()
     with pytest.raises(SourceLostError, match="did not come back within 1 s"):
         run.run()
     assert run.stats.output > 0
