@@ -171,7 +171,7 @@ def press_in(
     pump(window, frame, lambda: x_screen.find_window(title) is not None)
     for _ in range(3):
         x_screen.press_key(key, window_title=title)
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 10.0  # arrived long before, unless lost
         while time.monotonic() < deadline:
             window.write(frame)
             if arrived():
