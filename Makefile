@@ -31,8 +31,10 @@ lint: install
 types: install
 	$(BIN)/mypy
 
+# In parallel (pytest-xdist): a worker per core, at most 4, each given its share of the cores
+# (tests/conftest.py). `worksteal` hands the slow tests' neighbours to an idle worker.
 unit: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 test: lint types unit
 

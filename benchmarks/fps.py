@@ -70,7 +70,14 @@ from livedream.args import (
 )
 from livedream.errors import LivedreamError
 from livedream.models import MODELS, check_layers, get_spec
-from livedream.runtime import import_tensorflow, quiet_libraries
+from livedream.runtime import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    import_tensorflow,
+    quiet_libraries,
+)
 from machine import SectionClock, load_avg, machine_info, peak_rss_mb, read_frames
 from pipeline_run import measure_breakdown, measure_flicker, measure_pipeline
 from report import noise_warnings, print_report, targets, targets_note, write_json
@@ -85,8 +92,6 @@ from step_cost import (
     time_variants,
     variant_plan,
 )
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # -- arguments -----------------------------------------------------------------------------------

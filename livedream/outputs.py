@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -99,9 +99,6 @@ class Outputs:
                 sink.close()
             raise
         return cls(sinks)
-
-    def __iter__(self) -> Iterator[Sink]:
-        return iter(self.sinks)
 
     @property
     def stop_requested(self) -> bool:

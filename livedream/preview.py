@@ -225,7 +225,6 @@ class PreviewWindow(Sink):
         self._closed = False
         self._seen_visible = False
         self._size: tuple[int, int] | None = None
-        self._frames = 0
         self.keys = keys
         self._overlay = overlay
         self._last: Frame | None = loading
@@ -267,16 +266,6 @@ class PreviewWindow(Sink):
         elif note:
             logger.info("%s", note)
 
-    @property
-    def title(self) -> str:
-        """The window title."""
-        return self._title
-
-    @property
-    def frames_shown(self) -> int:
-        """Frames shown so far."""
-        return self._frames
-
     def is_open(self) -> bool:
         """False once the user closed the window (or ``close()`` was called)."""
         if self._closed:
@@ -306,7 +295,6 @@ class PreviewWindow(Sink):
             cv2.resizeWindow(self._title, *size)
             self._size = size
         cv2.imshow(self._title, frame)
-        self._frames += 1
         key = int(cv2.waitKey(1))
         return KEY_NONE if key == -1 else key & 0xFF
 

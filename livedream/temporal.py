@@ -110,7 +110,9 @@ class FlowCarry:
         self._coords: np.ndarray | None = None
 
     def reset(self) -> None:
-        """Drops the carried dream (scene cut, source switch)."""
+        """Drops the carried dream: the next ``carry()`` gives None, so that frame is dreamed
+        from itself. The dreamer calls it on the ``r`` key, on a new layer set and while the
+        dream is off."""
         self._prev_gray = None
         self._prev_residual = None
 

@@ -31,9 +31,11 @@ def make_clip(
     size: tuple[int, int] = (160, 120),
     audio: str | None = "aac",
     rate: int = 48_000,
+    noise: bool = False,
 ) -> Path:
     """Write a clip of ``frames`` frames and, unless ``audio`` is None, a sine tone in that
-    codec lasting as long as the video."""
+    codec lasting as long as the video. ``noise``: fresh noise in every frame instead of the
+    moving gradient, so each frame encodes big (a file written from it grows with every frame)."""
     width, height = size
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
@@ -60,8 +62,14 @@ def make_clip(
             for piece in [*resampler.resample(whole), *resampler.resample(None)]:
                 out.mux(sound.encode(piece))
             out.mux(sound.encode(None))
+        rng = np.random.default_rng(0)
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(picture(i, width, height), format="bgr24")
+            image = (
+                rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+                if noise
+                else picture(i, width, height)
+            )
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
             out.mux(video.encode(frame.reformat(format="yuv420p")))
         out.mux(video.encode(None))
     return path

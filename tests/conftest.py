@@ -4,6 +4,19 @@ one built dream step per model setting for the whole session."""
 
 from __future__ import annotations
 
+import os
+
+# pytest-xdist runs the suite in several worker processes (``-n``). Each gets its share of the
+# cores, set before TensorFlow or OpenCV starts a thread pool: a worker whose TensorFlow took
+# every core would only fight the others. The livedream processes the tests start inherit it.
+# These are TensorFlow's and OpenCV's own settings; livedream reads none of them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _threads = str(
+        max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    )
+    for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OPENCV_FOR_THREADS_NUM"):
+        os.environ.setdefault(_name, _threads)
+
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +59,12 @@ __all__ = [
 # The dream most engine tests share: real weights, small, exact. The dream size is the
 # caller's (a step compiles once per shape); the model, layers and precision set the build.
 SHARED_DREAM = DreamConfig(layers=("block3_conv3",), dream_size=(64, 48), precision="float32")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: a worker per core, at most 4 (each holds TensorFlow and a model: ~1 GB)."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 # --- media -------------------------------------------------------------------------------

@@ -189,8 +189,9 @@ def difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    """Polls ``condition()`` until it returns something other than None or False."""
+def wait_for(condition: Callable[[], Any], timeout: float = 120.0, what: str = "") -> Any:
+    """Polls ``condition()`` until it returns something other than None or False; fails after
+    ``timeout`` seconds (a bound on a hang, far above what a loaded machine takes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

@@ -144,10 +144,11 @@ def test_virtual_camera_gets_the_dreamed_frames(
     assert received
     assert all(frame.shape == (120, 160, 3) for frame in received)
     inputs, _ = read_video(clip)
-    # What a call app sees is dreamed: no frame it got is a plain input frame.
+    # What a call app sees is dreamed: no frame it got is a plain input frame (0 from one).
+    # Frames far from their keyframe carry a fainter dream; how far depends on the machine.
     nearest = [min(difference(frame, i) for i in inputs) for frame in received if frame.any()]
     assert nearest
-    assert min(nearest) > 4.0
+    assert min(nearest) > 2.0
     assert fake_vcam.closed == 1
 
 
@@ -217,7 +218,7 @@ class Preview:
             return None  # not mapped yet, or not yet at the picture's size
         return shown
 
-    def when(self, check: Callable[[np.ndarray], bool], what: str, timeout: float = 60.0) -> Any:
+    def when(self, check: Callable[[np.ndarray], bool], what: str, timeout: float = 120.0) -> Any:
         """The window's pixels once ``check(pixels)`` holds."""
 
         def condition() -> np.ndarray | None:
@@ -232,16 +233,24 @@ class Preview:
         ref = self.image if reference is None else reference
         return difference(shown[half:], ref[half:])
 
+    def later(self, shown: np.ndarray, frames: int = 3) -> np.ndarray:
+        """The window's pixels ``frames`` new pictures after ``shown``: each frame dreamed anew
+        differs from the last (the dream's jitter), however fast or slow this machine is."""
+        for _ in range(frames):
+            last = shown
+            shown = self.when(lambda p, last=last: not np.array_equal(p, last), "a new frame")
+        return shown
+
     def settled(self) -> float:
-        """The dream's strength once it stopped growing or fading (the carry's steady state)."""
+        """The dream's strength once it stopped growing or fading (the carry's steady state):
+        a few frames apart, it holds within 5 %."""
 
         def steady() -> float | None:
-            a = self.strength(self.when(lambda _: True, "the window"))
-            time.sleep(1.0)
-            b = self.strength(self.when(lambda _: True, "the window"))
+            first = self.when(lambda _: True, "the window")
+            a, b = self.strength(first), self.strength(self.later(first))
             return b if abs(b - a) < 0.05 * max(a, b) else None
 
-        return float(wait_for(steady, 60.0, "a steady dream"))
+        return float(wait_for(steady, 120.0, "a steady dream"))
 
     def press(self, key: str, note: str) -> None:
         """Presses ``key`` once, as a user does. The app's log line ``note`` only tells that the
@@ -250,7 +259,7 @@ class Preview:
         for _ in range(3):
             before = self.run.err.count(note)
             self.x_screen.press_key(key, window_title="livedream")
-            deadline = time.monotonic() + 3.0
+            deadline = time.monotonic() + 10.0  # arrived long before, unless lost
             while time.monotonic() < deadline:
                 if self.run.err.count(note) > before:
                     return
@@ -376,11 +385,14 @@ def test_preview_shows_the_dream_and_each_key_does_what_it_says(
 
 
 def test_closing_the_preview_window_quits(x_screen: XScreen, tmp_path: Path) -> None:
-    photo(tmp_path / "photo.png")
+    image = photo(tmp_path / "photo.png", width=PHOTO_SIZE[0], height=PHOTO_SIZE[1])
     run = LivedreamProcess(["-i", "photo.png", "--preview", *FAST], cwd=tmp_path)
     try:
-        wait_for(lambda: x_screen.find_window("livedream") is not None)
-        time.sleep(0.5)
+        # The photo shows dreamed: the run has seen its window on screen for many frames
+        # (closed before its first frame was mapped, a window could not be told from one
+        # still being opened).
+        view = Preview(run, x_screen, image)
+        view.when(lambda p: p.mean() > 100 and difference(p, image) > 1, "the dream")
         x_screen.close_window("livedream")
         assert run.wait() == 0
     finally:

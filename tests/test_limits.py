@@ -15,7 +15,9 @@ from helpers import FAST, count_frames, photo, read_video, write_video
 from livedream import limits
 from livedream.cli import main
 from livedream.config import DreamConfig
+from livedream.device import Device
 from livedream.dream import dream_image
+from livedream.resolve import check_look, resolve_dream
 
 
 def error_of(capsys: pytest.CaptureFixture[str]) -> str:
@@ -163,8 +165,10 @@ def test_octaves_never_go_below_the_model_minimum() -> None:
             return image, 0.0
 
     step = RecordingStep()
-    config = DreamConfig(model="inception_v3", octaves=4)
-    out = dream_image(photo(width=64, height=48), config, step=step)  # type: ignore[arg-type]
+    dream = resolve_dream(
+        check_look(DreamConfig(model="inception_v3", octaves=4)), Device("cpu", "any", 2, False)
+    )
+    out = dream_image(photo(width=64, height=48), dream, step=step)  # type: ignore[arg-type]
     assert out.shape == (48, 64, 3)
     assert len(step.sizes) == 4 and min(min(s) for s in step.sizes) == 43
 

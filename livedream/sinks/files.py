@@ -200,12 +200,13 @@ class VideoFileSink(Sink):
         self._slot = -1  # the newest frame's place in a real-time file, in frames
         fmt = self._encoder.format
         logger.info(
-            "writing %s (%dx%d, %.3g fps, %s%s) via %s",
+            "writing %s (%dx%d, %.3g fps, %s, quality %d%s) via %s",
             self._path,
             width,
             height,
             fps,
             fmt.video_codec,
+            quality,
             ", with the input's sound" if audio_from is not None else "",
             self._temp.name,
         )

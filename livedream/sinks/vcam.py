@@ -33,7 +33,7 @@ class VirtualCameraSink(Sink):
     A named daemon thread sends the newest frame at ``fps`` and re-sends the last one when no new
     frame came, so call apps never freeze on a slow dream; before the first frame it sends black.
     ``write()`` only stores the frame and may be called from any thread. When sending fails
-    mid-run the thread stops, ``failed`` becomes True and ``error`` says why; ``write()`` then
+    mid-run the thread stops and ``failure`` says why; ``write()`` then
     keeps working (frames are dropped) so preview and recording go on.
     """
 
@@ -80,8 +80,7 @@ class VirtualCameraSink(Sink):
         self._latest: Frame = np.zeros(self._shape, np.uint8)  # black until the first frame
         self._frames_sent = 0
         self._frames_written = 0
-        self._failed = False
-        self._error = ""
+        self._failure = ""  # why sending stopped mid-run; set once, by the sending thread
         self._done = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name="livedream-virtual-camera", daemon=True
@@ -125,19 +124,9 @@ class VirtualCameraSink(Sink):
         return self._frames_written
 
     @property
-    def failed(self) -> bool:
-        """True when sending failed mid-run and the camera stopped."""
-        return self._failed
-
-    @property
-    def error(self) -> str:
-        """Why it failed, one line; empty while it works."""
-        return self._error
-
-    @property
     def failure(self) -> str:
-        """Why sending stopped mid-run (``error``), or empty while it works."""
-        return self._error if self._failed else ""
+        """Why sending stopped mid-run, one line; empty while it works."""
+        return self._failure
 
     def write(self, frame: Frame, *, at: float | None = None, pts: float | None = None) -> None:
         """Make ``frame``, ``(H, W, 3)`` uint8 BGR, the picture the camera shows from now on.
@@ -146,7 +135,7 @@ class VirtualCameraSink(Sink):
             ValueError: the frame has another shape than the camera's.
         """
         check_frame(frame, self._shape)
-        if self._failed or self._done.is_set():
+        if self._failure or self._done.is_set():
             return
         copy = frame.copy()  # the caller may reuse or draw on its array
         with self._lock:
@@ -163,9 +152,8 @@ class VirtualCameraSink(Sink):
                 self._frames_sent += 1
                 cam.sleep_until_next_frame()
         except Exception as e:
-            self._error = f"{self.name} stopped: {e or type(e).__name__}"
-            self._failed = True
-            logger.warning("%s; preview and recording go on", self._error)
+            self._failure = f"{self.name} stopped: {e or type(e).__name__}"
+            logger.warning("%s; preview and recording go on", self._failure)
         finally:
             cam.close()
 

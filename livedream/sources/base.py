@@ -18,7 +18,8 @@ class Source(ABC):
     ``CLOSE_WAIT`` seconds for a ``read()`` in progress (a read stuck in a driver then releases
     the device itself when it returns), and ``read()`` after ``close()`` returns ``None``.
 
-    Attributes (set once by the subclass while opening, read-only afterwards):
+    Attributes (set by the subclass while opening; only ``position`` changes afterwards, on
+    every ``read()``):
         name: what the user called this source, for messages (``webcam 0``, ``clip.mp4``).
         width, height: frame size in pixels.
         fps: the camera's rate, the file's rate or the requested pace.
