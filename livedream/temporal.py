@@ -125,8 +125,12 @@ class FlowCarry:
             flow: warp by optical flow; False carries the residual in place.
         """
         prev, residual = self._prev_gray, self._prev_residual
-        if prev is None or residual is None or blend <= 0 or prev.shape != gray.shape:
+        if prev is None or residual is None or blend <= 0:
             return None
+        if prev.shape != gray.shape:  # the dream size changed: the dream so far is resampled
+            size = (gray.shape[1], gray.shape[0])
+            prev = cv2.resize(prev, size, interpolation=cv2.INTER_AREA)
+            residual = cv2.resize(residual, size, interpolation=cv2.INTER_LINEAR)
         if not flow:
             return residual * np.float32(blend)
         h, w = gray.shape
