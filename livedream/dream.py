@@ -20,6 +20,7 @@ import numpy as np
 from livedream.compositor import Keyframe, add_residual
 from livedream.controls import Controls
 from livedream.device import Device, choose_variant, cpu_info, detect_device
+from livedream.dreamsize import DreamSizer
 from livedream.models import Channels
 from livedream.step import KERAS_POLICY, DreamStep, build_step
 from livedream.temporal import FlowCarry, to_gray
@@ -67,7 +68,7 @@ class Dreamer:
 
     def __init__(self, dream: ResolvedDream, *, step: DreamStep | None = None) -> None:
         self.dream = dream
-        self.size = dream.size  # the dream-size policy
+        self.sizer = DreamSizer(dream.size)  # the size of each keyframe: fixed, or the machine's
         self.step = step if step is not None else build_step(dream)
         settings = dream.settings
         self.seed = settings.seed
@@ -120,6 +121,7 @@ class Dreamer:
             self._guide = guide
             for step in self._steps_by_layers.values():
                 step.set_guide(guide)
+        self.sizer.follow(controls.auto_size, controls.dream_size, controls.dream_rate)
         if controls.layers != self.layers:
             self.set_layers(controls.layers)
             self.reset()
@@ -140,7 +142,7 @@ class Dreamer:
         self.frame_index += 1
         t0 = time.perf_counter()
         h, w = frame.shape[:2]
-        size = self.size.size_for(w, h)
+        size = self.sizer.size_for(w, h)
         small8 = frame if (w, h) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         gray = to_gray(small8)
         if not self.enabled:
@@ -162,6 +164,7 @@ class Dreamer:
         t3 = time.perf_counter()
         residual = dreamed - small  # (h, w, 3) float32: what the dream added
         self.carry.update(gray, residual)
+        self.sizer.observe(t3 - t0, t3)  # the size follows what this keyframe cost
         self.timings = {
             "downscale": 1000.0 * (t1 - t0),
             "flow_carry": 1000.0 * (t2 - t1),

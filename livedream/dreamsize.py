@@ -9,12 +9,13 @@ keyframe costs and keeps the largest size of a ladder whose refresh rate holds a
     governor = SizeGovernor(ladder, target_hz=6.0, start=...)
     size = governor.observe(seconds, now)             # after each keyframe: the size to dream next
 
-The cost of a keyframe grows with its pixels (the convolutions dominate), so one measured rung
-predicts the others (from the rung in use: measured now, under today's load). Hysteresis: the governor
-steps down when the rate falls ``HYSTERESIS`` below the target, up only when the next rung is
-predicted ``HYSTERESIS`` above it, never sooner than ``SETTLE`` keyframes after a change and
-each change of size is paid once (a trace) off the output path: the first keyframe at a new
-size carries that trace and is not measured.
+The cost of a keyframe grows with its pixels (the convolutions dominate), so the rung in use
+(measured now, under today's load) predicts the others. Hysteresis: the governor steps down
+when the rate falls ``HYSTERESIS`` below the target, up only to rungs predicted ``HYSTERESIS``
+above it, never sooner than ``SETTLE`` keyframes after a change, and a rung found too slow is
+not tried again for ``RETRY_AFTER_S``. Each size is compiled once (a trace), on the dream
+thread, off the output path: the first keyframe at a new size carries that trace and is not
+measured.
 
 Pure logic: no TensorFlow, no threads, no clock of its own (the caller passes ``now``).
 """
@@ -24,10 +25,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from livedream.config import DreamSize
+
 Size = tuple[int, int]  # (w, h)
 
 LADDER_RATIO = 1.25  # one rung to the next: ~1.56x the pixels, ~1.5x the cost
 SMALLEST_SHORT_SIDE = 96  # below this the dream is a blur on a webcam picture
+# Where the climb starts: 160x120 refreshes ~7 times a second on the slow 2-vCPU AMD host (the
+# dream shows within a second everywhere); a faster machine climbs from there.
+START_SHORT_SIDE = 160
 HYSTERESIS = 0.15  # a rate this far below the target steps down; this far above, up
 SETTLE = 3  # keyframes measured at a size before the governor may leave it
 EMA = 0.35  # weight of the newest keyframe in a rung's running cost
@@ -155,8 +161,8 @@ class SizeGovernor:
         if rate < self.target_hz * (1.0 - HYSTERESIS) and self.rung > 0:
             self._too_slow_at[self.rung] = now
             self._move(self._best_below(), now)
-        elif self.rung + 1 < len(self.ladder) and self._may_climb(now):
-            self._move(self.rung + 1, now)
+        else:
+            self._move(self._best_above(now), now)
         return self.size
 
     def retarget(self, target_hz: float) -> None:
@@ -174,13 +180,21 @@ class SizeGovernor:
                 return rung
         return 0
 
-    def _may_climb(self, now: float) -> bool:
-        up = self.rung + 1
-        since = self._too_slow_at.get(up)
-        if since is not None and now - since < RETRY_AFTER_S:
-            return False
-        cost = self.cost(up)
-        return cost is not None and 1.0 / cost >= self.target_hz * (1.0 + HYSTERESIS)
+    def _best_above(self, now: float) -> int:
+        """The largest rung above this one predicted to hold the target with the hysteresis'
+        margin, below any rung found too slow in the last ``RETRY_AFTER_S``; this one if none.
+        The prediction by pixels overestimates larger rungs (a keyframe's fixed costs do not
+        grow), so a climb of several rungs at once never overshoots by the model's account."""
+        best = self.rung
+        for rung in range(self.rung + 1, len(self.ladder)):
+            since = self._too_slow_at.get(rung)
+            if since is not None and now - since < RETRY_AFTER_S:
+                break
+            cost = self.cost(rung)
+            if cost is None or 1.0 / cost < self.target_hz * (1.0 + HYSTERESIS):
+                break
+            best = rung
+        return best
 
     def _move(self, rung: int, now: float) -> None:
         del now  # kept for symmetry with observe: moves are decided on the caller's clock
@@ -190,3 +204,61 @@ class SizeGovernor:
         self.changes += 1
         self._seen = 0
         self._fresh = rung not in self._cost  # a size seen before is compiled already
+
+
+class DreamSizer:
+    """The size each keyframe is dreamed at, as the policy and the live controls say.
+
+    A fixed size (``--dream-size WxH``, or a size picked live) is used as it is; the short-side
+    policy keeps the frame's aspect; ``auto`` climbs the ladder of the frame's sizes with a
+    ``SizeGovernor`` (built on the first frame, when the frame's size is known).
+
+    Thread: the dream thread (``size_for``, ``observe``, ``follow``).
+
+    Args:
+        policy: the resolved dream-size policy (``config.DreamSize``).
+        smallest: the ladder's smallest short side (the model's and the flow's minimum or more).
+    """
+
+    def __init__(self, policy: DreamSize, *, smallest: int = SMALLEST_SHORT_SIDE) -> None:
+        # A fixed or short-side size is the policy's own; automatic sizes respect ``smallest``.
+        self.policy = policy
+        self.smallest = max(smallest, SMALLEST_SHORT_SIDE)
+        self.auto = policy.auto
+        self.target_hz = policy.rate
+        self.fixed: Size | None = None  # a size picked live (None: the policy's)
+        self.governor: SizeGovernor | None = None
+        self._frame: Size | None = None
+
+    def size_for(self, width: int, height: int) -> Size:
+        """The size to dream a ``width`` x ``height`` frame at now."""
+        if self.fixed is not None:
+            return self.fixed
+        if not self.auto:
+            return self.policy.size_for(width, height)
+        if self.governor is None or self._frame != (width, height):
+            ladder = size_ladder(width, height, smallest=self.smallest)
+            start = min(range(len(ladder)), key=lambda r: abs(min(ladder[r]) - START_SHORT_SIDE))
+            self.governor = SizeGovernor(ladder, self.target_hz, start=start)
+            self._frame = (width, height)
+        return self.governor.size
+
+    def observe(self, seconds: float, now: float) -> None:
+        """The last keyframe cost ``seconds`` (at the size ``size_for`` gave); ``now``: its end."""
+        if self.auto and self.fixed is None and self.governor is not None:
+            self.governor.observe(seconds, now)
+
+    def follow(self, auto: bool, fixed: Size | None, rate: float) -> None:
+        """The live controls: the size follows the machine (``auto``), a size picked (``fixed``:
+        it wins), the target rate."""
+        self.auto, self.fixed = auto, fixed
+        if rate != self.target_hz:
+            self.target_hz = rate
+            if self.governor is not None:
+                self.governor.retarget(rate)
+
+    def describe(self) -> str:
+        """How the size is chosen, for the status table: ``auto, 6/s`` or ``fixed``."""
+        if self.fixed is None and self.auto:
+            return f"auto for {self.target_hz:g} dreams/s"
+        return "fixed"

@@ -3,6 +3,8 @@ driven by a simulated machine (keyframe cost proportional to pixels) and an inje
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from livedream.dreamsize import HYSTERESIS, SETTLE, SizeGovernor, area, size_ladder
@@ -15,7 +17,7 @@ def test_ladder_keeps_aspect_even_sides_and_ends_at_the_frame() -> None:
     for w, h in ladder:
         assert w % 2 == 0 and h % 2 == 0
         assert abs(w / h - 640 / 480) < 0.03
-    steps = [min(b) / min(a) for a, b in zip(ladder, ladder[1:], strict=False)]
+    steps = [min(b) / min(a) for a, b in itertools.pairwise(ladder)]
     assert all(1.1 <= s <= 1.4 for s in steps), steps
 
 
