@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import cv2
@@ -62,12 +62,20 @@ class Dreamer:
     Args:
         dream: the resolved dream; its settings seed the live ones.
         step: a built step (built from ``dream`` when None).
+        clock: seconds, for what each keyframe costs (the automatic dream size follows it).
 
     Thread: the dream thread only.
     """
 
-    def __init__(self, dream: ResolvedDream, *, step: DreamStep | None = None) -> None:
+    def __init__(
+        self,
+        dream: ResolvedDream,
+        *,
+        step: DreamStep | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.dream = dream
+        self.clock = clock  # times each keyframe: the automatic size follows it
         self.sizer = DreamSizer(dream.size)  # the size of each keyframe: fixed, or the machine's
         self.step = step if step is not None else build_step(dream)
         settings = dream.settings
@@ -140,7 +148,7 @@ class Dreamer:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"unexpected frame: {frame.shape} {frame.dtype} != (H, W, 3) uint8")
         self.frame_index += 1
-        t0 = time.perf_counter()
+        t0 = self.clock()
         h, w = frame.shape[:2]
         size = self.sizer.size_for(w, h)
         small8 = frame if (w, h) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
@@ -149,10 +157,10 @@ class Dreamer:
             self.carry.reset()
             return Keyframe(gray, np.zeros((*gray.shape, 3), np.float32), captured, index)
         small = small8.astype(np.float32)  # (h, w, 3) float32 BGR in [0, 255]
-        t1 = time.perf_counter()
+        t1 = self.clock()
         carried = self.carry.carry(gray, blend=self.blend, flow=self.flow)
         start = small if carried is None else np.clip(small + carried, 0.0, 255.0)
-        t2 = time.perf_counter()
+        t2 = self.clock()
         dreamed, _ = self.step(
             start,
             steps=self.steps,
@@ -161,7 +169,7 @@ class Dreamer:
             channels=self.channels,
             guided=self.guided,
         )
-        t3 = time.perf_counter()
+        t3 = self.clock()
         residual = dreamed - small  # (h, w, 3) float32: what the dream added
         self.carry.update(gray, residual)
         self.sizer.observe(t3 - t0, t3)  # the size follows what this keyframe cost

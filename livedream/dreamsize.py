@@ -223,7 +223,7 @@ class DreamSizer:
     def __init__(self, policy: DreamSize, *, smallest: int = SMALLEST_SHORT_SIDE) -> None:
         # A fixed or short-side size is the policy's own; automatic sizes respect ``smallest``.
         self.policy = policy
-        self.smallest = max(smallest, SMALLEST_SHORT_SIDE)
+        self.smallest = smallest
         self.auto = policy.auto
         self.target_hz = policy.rate
         self.fixed: Size | None = None  # a size picked live (None: the policy's)

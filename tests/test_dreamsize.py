@@ -4,10 +4,18 @@ driven by a simulated machine (keyframe cost proportional to pixels) and an inje
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
+from typing import Any
 
+import cv2
+import numpy as np
 import pytest
+from conftest import SHARED_DREAM
 
-from livedream.dreamsize import HYSTERESIS, SETTLE, SizeGovernor, area, size_ladder
+from livedream.controls import Controls
+from livedream.dream import Dreamer, DreamStep
+from livedream.dreamsize import HYSTERESIS, SETTLE, DreamSizer, SizeGovernor, area, size_ladder
+from livedream.resolve import resolve_here
 
 
 def test_ladder_keeps_aspect_even_sides_and_ends_at_the_frame() -> None:
@@ -129,8 +137,6 @@ def test_retarget_moves_the_size() -> None:
 
 
 def test_the_carried_dream_survives_a_size_change() -> None:
-    import numpy as np
-
     from livedream.temporal import FlowCarry
 
     rng = np.random.default_rng(0)
@@ -140,11 +146,90 @@ def test_the_carried_dream_survives_a_size_change() -> None:
     residual[30:90, 40:120] = 20.0  # a dreamed patch in the middle
     carry = FlowCarry()
     carry.update(big, residual)
-    import cv2
-
     small = cv2.resize(big, (80, 60), interpolation=cv2.INTER_AREA)
     carried = carry.carry(small, blend=1.0)
     assert carried is not None and carried.shape == (60, 80, 3)
     # The patch is where it was, at the new size, and as strong.
     assert carried[25:35, 30:50].mean() > 15.0
     assert carried[:5, :5].mean() < 2.0
+
+
+# --- the real dream: the size follows what its keyframes cost ---------------------------------
+
+
+class SlowMachine:
+    """A clock that a wrapped step moves on by ``per_pixel`` seconds a pixel it dreams: a
+    machine of known speed around the real step, whatever the host's own speed."""
+
+    def __init__(self, step: DreamStep, per_pixel: float) -> None:
+        self.step, self.per_pixel, self.now = step, per_pixel, 0.0
+        self.sizes: list[tuple[int, int]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, image: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, float]:
+        out = self.step(image, **kwargs)
+        h, w = image.shape[:2]
+        self.sizes.append((w, h))
+        self.now += self.per_pixel * w * h
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # model, traces...: the real step's
+        return getattr(self.step, name)
+
+
+def moving_scene(i: int) -> np.ndarray:
+    """A 96x72 textured scene panning right a pixel a frame."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    big = cv2.resize(base, (128, 80), interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(big[4:76, i : i + 96])
+
+
+def auto_dreamer(machine: SlowMachine, rate: float = 6.0) -> Dreamer:
+    """A dreamer whose size follows ``machine``, on a ladder of small sizes (short sides 24 to
+    72 for the 96x72 scene: the real step stays cheap, whatever the host)."""
+    dream = resolve_here(replace(SHARED_DREAM, dream_size=None, auto_size=True, dream_rate=rate))
+    dreamer = Dreamer(dream, step=machine, clock=machine.clock)  # type: ignore[arg-type]
+    dreamer.sizer = DreamSizer(dream.size, smallest=24)
+    return dreamer
+
+
+def test_auto_size_settles_where_the_machine_keeps_up_and_keeps_the_dream(
+    shared_step: DreamStep,
+) -> None:
+    # A machine that dreams 6.5 keyframes a second at the ladder's 4th size: every size above is
+    # too slow for the target of 6.
+    fits = size_ladder(96, 72, smallest=24)[3]
+    machine = SlowMachine(shared_step, per_pixel=1.0 / (6.5 * area(fits)))
+    traces = shared_step.traces
+    dreamer = auto_dreamer(machine)
+    assert machine.sizes == []
+    strengths = []
+    for i in range(24):
+        frame = moving_scene(i)
+        out = dreamer(frame)
+        strengths.append(float(np.abs(out.astype(np.float32) - frame).mean()))
+    assert machine.sizes[0] != fits  # it started elsewhere and found its size
+    assert set(machine.sizes[-8:]) == {fits}  # settled
+    # Each size was compiled once at most, never per frame.
+    assert shared_step.traces - traces <= len(set(machine.sizes))
+    # The carried dream survived the size changes: it deepens instead of starting over.
+    assert strengths[-1] > strengths[0]
+
+
+def test_a_size_picked_live_wins_and_auto_comes_back(shared_step: DreamStep) -> None:
+    machine = SlowMachine(shared_step, per_pixel=1e-9)  # fast: climbs to the top
+    dreamer = auto_dreamer(machine)
+    controls = Controls.from_dream(dreamer.dream)
+    assert controls.auto_size
+    controls.dream_size, controls.auto_size = (40, 30), False  # picked on the page
+    dreamer.apply(controls)
+    dreamer(moving_scene(0))
+    assert machine.sizes[-1] == (40, 30)
+    controls.dream_size, controls.auto_size = None, True
+    dreamer.apply(controls)
+    for i in range(8):
+        dreamer(moving_scene(i))
+    assert machine.sizes[-1] == (96, 72)  # the frame's own size: nothing holds it back
