@@ -76,6 +76,7 @@ class Dreamer:
     ) -> None:
         self.dream = dream
         self.clock = clock  # times each keyframe: the automatic size follows it
+        self._last_captured: float | None = None  # the last keyframe's capture time
         self.sizer = DreamSizer(dream.size)  # the size of each keyframe: fixed, or the machine's
         self.step = step if step is not None else build_step(dream)
         settings = dream.settings
@@ -172,13 +173,23 @@ class Dreamer:
         t3 = self.clock()
         residual = dreamed - small  # (h, w, 3) float32: what the dream added
         self.carry.update(gray, residual)
-        self.sizer.observe(t3 - t0, t3)  # the size follows what this keyframe cost
+        # The size follows what this keyframe cost, and how fast the picture moves.
+        self.sizer.observe(t3 - t0, t3, self._motion(size[0], captured))
         self.timings = {
             "downscale": 1000.0 * (t1 - t0),
             "flow_carry": 1000.0 * (t2 - t1),
             "dream_step": 1000.0 * (t3 - t2),
         }
         return Keyframe(gray, residual, captured, index)
+
+    def _motion(self, width: int, captured: float) -> float | None:
+        """The picture's motion since the last keyframe, as the share of its width crossed a
+        second (None: unknown, e.g. no flow or no capture times)."""
+        moved, last = self.carry.last_motion, self._last_captured
+        self._last_captured = captured
+        if moved is None or last is None or captured <= last:
+            return None
+        return moved / width / (captured - last)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Dreams one frame: (H, W, 3) uint8 BGR in, the same out (the dream off: ``frame``)."""

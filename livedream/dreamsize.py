@@ -40,6 +40,13 @@ EMA = 0.35  # weight of the newest keyframe in a rung's running cost
 # A rung that was measured too slow is not tried again for this many seconds: load and motion
 # change, but probing a too-large size every few seconds costs a trace's worth of dream each time.
 RETRY_AFTER_S = 20.0
+# Motion, as the share of the picture's width crossed a second, below which the picture counts
+# as still: a still picture keeps its dream however old (the compositor fades it with age x
+# motion), so it needs no speed and dreams larger. bikes.mp4's slow pan: 0.085 median, 0.03 at
+# the quartile; a still frame with sensor noise: 0.005.
+STILL_MOTION = 0.03
+STILL_RATE_SHARE = 0.5  # a still picture's target: this share of the rate asked for
+MOTION_EMA = 0.3  # weight of the newest keyframe's motion
 
 
 def even(value: float) -> int:
@@ -118,6 +125,7 @@ class SizeGovernor:
     _too_slow_at: dict[int, float] = field(init=False, default_factory=dict)  # rung -> when
     _seen: int = field(init=False, default=0)  # keyframes observed at this rung
     _fresh: bool = field(init=False, default=True)  # the next keyframe carries a trace
+    _motion: float | None = field(init=False, default=None)  # smoothed share of width / s
 
     def __post_init__(self) -> None:
         if not self.ladder:
@@ -131,6 +139,14 @@ class SizeGovernor:
         """The size to dream at now."""
         return self.ladder[self.rung]
 
+    @property
+    def goal_hz(self) -> float:
+        """The rate aimed at now: the target, less for a picture that hardly moves."""
+        if self._motion is None:
+            return self.target_hz
+        share = min(1.0, max(STILL_RATE_SHARE, self._motion / STILL_MOTION))
+        return self.target_hz * share
+
     def cost(self, rung: int) -> float | None:
         """Seconds a keyframe costs at ``rung``: measured there when it is the rung in use, else
         predicted by pixels from the rung in use (measured now, so under today's load; another
@@ -142,13 +158,20 @@ class SizeGovernor:
         )
         return self._cost[known] * area(self.ladder[rung]) / area(self.ladder[known])
 
-    def observe(self, seconds: float, now: float) -> Size:
+    def observe(self, seconds: float, now: float, motion: float | None = None) -> Size:
         """Records that the last keyframe took ``seconds``; returns the size for the next one.
 
         Args:
             seconds: the keyframe's whole cost on the dream thread (steps, carry, faces).
             now: the caller's clock, in seconds (only differences matter).
+            motion: how fast the picture moves, as the share of its width crossed a second
+                (None: not measured; the full target rate applies).
         """
+        if motion is not None:
+            old_motion = self._motion
+            self._motion = (
+                motion if old_motion is None else old_motion + MOTION_EMA * (motion - old_motion)
+            )
         if self._fresh:  # the first keyframe at a size pays its trace: not its running cost
             self._fresh = False
             return self.size
@@ -158,7 +181,7 @@ class SizeGovernor:
         if self._seen < SETTLE:
             return self.size
         rate = 1.0 / max(1e-6, self._cost[self.rung])
-        if rate < self.target_hz * (1.0 - HYSTERESIS) and self.rung > 0:
+        if rate < self.goal_hz * (1.0 - HYSTERESIS) and self.rung > 0:
             self._too_slow_at[self.rung] = now
             self._move(self._best_below(), now)
         else:
@@ -176,7 +199,7 @@ class SizeGovernor:
         """The largest rung below this one predicted to hold the target (at least one down)."""
         for rung in range(self.rung - 1, -1, -1):
             cost = self.cost(rung)
-            if cost is not None and 1.0 / cost >= self.target_hz:
+            if cost is not None and 1.0 / cost >= self.goal_hz:
                 return rung
         return 0
 
@@ -191,7 +214,7 @@ class SizeGovernor:
             if since is not None and now - since < RETRY_AFTER_S:
                 break
             cost = self.cost(rung)
-            if cost is None or 1.0 / cost < self.target_hz * (1.0 + HYSTERESIS):
+            if cost is None or 1.0 / cost < self.goal_hz * (1.0 + HYSTERESIS):
                 break
             best = rung
         return best
@@ -243,10 +266,11 @@ class DreamSizer:
             self._frame = (width, height)
         return self.governor.size
 
-    def observe(self, seconds: float, now: float) -> None:
-        """The last keyframe cost ``seconds`` (at the size ``size_for`` gave); ``now``: its end."""
+    def observe(self, seconds: float, now: float, motion: float | None = None) -> None:
+        """The last keyframe cost ``seconds`` (at the size ``size_for`` gave); ``now``: its end;
+        ``motion``: the picture's, as the share of its width crossed a second (None: unknown)."""
         if self.auto and self.fixed is None and self.governor is not None:
-            self.governor.observe(seconds, now)
+            self.governor.observe(seconds, now, motion)
 
     def follow(self, auto: bool, fixed: Size | None, rate: float) -> None:
         """The live controls: the size follows the machine (``auto``), a size picked (``fixed``:

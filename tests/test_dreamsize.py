@@ -233,3 +233,21 @@ def test_a_size_picked_live_wins_and_auto_comes_back(shared_step: DreamStep) -> 
     for i in range(8):
         dreamer(moving_scene(i))
     assert machine.sizes[-1] == (96, 72)  # the frame's own size: nothing holds it back
+
+
+def test_a_still_picture_dreams_larger_than_a_moving_one() -> None:
+    # The same machine: a picture that hardly moves keeps its dream however old, so the size
+    # may trade refreshes for pixels; a moving one keeps the full target rate.
+    sizes = {}
+    for motion in (0.0, 0.1):
+        machine = Machine(per_pixel=1.0 / (6.3 * 320 * 240))
+        governor = SizeGovernor(LADDER, target_hz=6.0, start=2)
+        for _ in range(80):
+            size = governor.size
+            seconds = machine.per_pixel * area(size)
+            machine.now += seconds
+            governor.observe(seconds, machine.now, motion)
+        sizes[motion] = governor.size
+    assert area(sizes[0.0]) > area(sizes[0.1])
+    # Still, it holds at least half the target: it never crawls.
+    assert 1.0 / (machine.per_pixel * area(sizes[0.0])) >= 3.0 * (1 - HYSTERESIS)
