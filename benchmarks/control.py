@@ -106,7 +106,7 @@ def measure_control(settings: Settings) -> ControlFigures:
         stats,
         spec=get_spec(settings.model),
         frame_size=(source.width, source.height),
-        auto_size=size,
+        start_size=size,
         looks_folder=settings.clip.parent,  # neither is written: no look, no screenshot
         screenshot_folder=settings.clip.parent,
         face_tracking=False,

@@ -60,6 +60,7 @@ from baseline import run_baseline
 from control import STRETCH_SECONDS, measure_control
 from conv_peak import measure_peak
 from faces import measure_faces
+from ladder import RUNGS, measure_ladder
 from live import LIVE_SECONDS, LIVE_SECONDS_QUICK, measure_live
 from livedream.args import (
     HelpFormatter,
@@ -222,6 +223,9 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
     live, latency, step = measure_live(settings)
     del step
     gc.collect()
+    section("ladder", f"ladder: {len(RUNGS)} fixed dream sizes and the automatic one, live")
+    ladder = measure_ladder(settings)
+    gc.collect()
     section("flicker", f"flicker: {settings.frames} frames, default dreamer vs blend 0")
     frames, decode_ms = read_frames(settings.clip, settings.frames)
     flicker, step = measure_flicker(settings, frames)
@@ -271,6 +275,7 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
         speedup_vs_baseline=baseline.baseline_frame_ms / pipeline.frame_ms,
         peak_rss_mb=peak_rss_mb(),
         faces=faces,
+        ladder=ladder,
         control_viewer=control_viewer,
         seconds=section.elapsed,
         targets_note=targets_note(settings),

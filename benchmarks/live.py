@@ -34,6 +34,7 @@ from settings import LIVE_PACE_FPS, Settings
 from step_cost import time_step
 
 if TYPE_CHECKING:
+    from livedream.config import DreamConfig
     from livedream.dream import Dreamer, DreamStep
 
 LIVE_SECONDS = 20.0  # measured seconds of live output: ~600 frames, each dreamed twice after
@@ -146,18 +147,26 @@ def _small(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)  # type: ignore[no-any-return]
 
 
-def _live_run(source: CameraClip, settings: Settings, seconds: float) -> tuple[_Run, DreamStep]:
-    """Runs the pipeline live for ``seconds`` after its first dreamed output frame."""
+def _live_run(
+    source: CameraClip,
+    config: DreamConfig,
+    seconds: float,
+    *,
+    step: DreamStep | None = None,
+    settle: float = 0.0,
+) -> tuple[_Run, Dreamer]:
+    """Runs the pipeline live for ``seconds`` after its first dreamed output frame (and
+    ``settle`` seconds more before that, not measured: an automatic size finds its rung).
+    ``step``: a built step to share (one compiled function per dream size); returns the run
+    and the dreamer."""
     from livedream.dream import Dreamer
     from livedream.pipeline import LivePipeline, Stats
     from livedream.resolve import resolve_here
     from livedream.sinks import NullSink
 
-    config = settings.dream_config()
-
     def make_dreamer() -> Dreamer:
-        dreamer = Dreamer(resolve_here(config))
-        w, h = config.size.size_for(source.width, source.height)
+        dreamer = Dreamer(resolve_here(config), step=step)
+        w, h = dreamer.sizer.size_for(source.width, source.height)
         blank = np.zeros((h, w, 3), np.float32)
         dreamer.step(blank, steps=config.steps, step_size=config.step_size * 255.0)  # trace
         return dreamer
@@ -166,6 +175,7 @@ def _live_run(source: CameraClip, settings: Settings, seconds: float) -> tuple[_
     run = _Run([], [], [], [], [], [], [], 0, 0, 0, 0, [], 0, 0, 0)
     start: tuple[int, int, int, int] | None = None  # dreamed, captured, skipped, dropped
     cuts_seen = 0  # the compositor's cut count at the last dreamed frame
+    settle_until = 0.0
     end_at = time.perf_counter() + MODEL_WAIT
     pipeline = LivePipeline(source, make_dreamer, stats=stats)
     with pipeline, NullSink() as sink:
@@ -179,6 +189,10 @@ def _live_run(source: CameraClip, settings: Settings, seconds: float) -> tuple[_
             done = time.perf_counter()
             if start is None:
                 if not item.dreamed:
+                    continue
+                if settle > 0:
+                    settle_until, settle = done + settle, 0.0
+                if done < settle_until:
                     continue
                 end_at = done + seconds
                 start = (stats.dreamed, stats.captured, stats.skipped, stats.dropped)
@@ -208,7 +222,7 @@ def _live_run(source: CameraClip, settings: Settings, seconds: float) -> tuple[_
     )
     run.dream_seconds = dream_seconds[-run.keyframes :] if run.keyframes else []
     assert pipeline.dreamer is not None
-    return run, pipeline.dreamer.step
+    return run, pipeline.dreamer
 
 
 def _dreamed_again(dreamer: Dreamer, frames: Sequence[Frame]) -> list[np.ndarray]:
@@ -233,7 +247,8 @@ def measure_live(settings: Settings) -> tuple[LiveFigures, LatencyFigures, Dream
     clip, _ = read_frames(settings.clip, 10_000)
     source = CameraClip(clip, LIVE_PACE_FPS)
     seconds = LIVE_SECONDS_QUICK if settings.quick else LIVE_SECONDS
-    run, step = _live_run(source, settings, seconds)
+    run, dreamer = _live_run(source, settings.dream_config(), seconds)
+    step = dreamer.step
     w, h = settings.dream_size
     image = cv2.resize(clip[0], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
     near_ms = min(time_step(step, 0, 3 if settings.quick else 5, settings, image))

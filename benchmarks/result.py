@@ -17,6 +17,7 @@ from baseline import BaselineFigures
 from control import ControlFigures
 from conv_peak import PeakFigures
 from faces import FaceFigures
+from ladder import LadderFigures
 from live import LiveFigures
 from machine import MachineInfo, Section
 from pipeline_run import FlickerFigures, LatencyFigures, PipelineFigures
@@ -64,6 +65,7 @@ class BenchResult:
     speedup_vs_baseline: float  # baseline_frame_ms / frame_ms
     peak_rss_mb: float  # the whole run's, every variant included
     faces: FaceFigures = field(metadata=FLAT)
+    ladder: LadderFigures = field(metadata=FLAT)  # issue 17: fixed sizes vs the automatic one
     control_viewer: ControlFigures  # issue 19: output and dream fps with a viewer and without
     seconds: float  # the whole run
     targets: dict[str, Target] = field(default_factory=dict)  # keyed by the figure's name

@@ -27,6 +27,8 @@ from livedream.flags import (
     OneLineParser,
     add_weights_flags,
     channels_arg,
+    dream_rate_arg,
+    dream_size_arg,
     float_in,
     fraction,
     int_in,
@@ -225,11 +227,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dream.add_argument(
         "--dream-size",
-        type=size_arg,
+        type=dream_size_arg,
         default=None,
-        metavar="WxH",
-        help=f"size the dream runs at (default: short side {defaults.short_side},"
-        " keeping the aspect ratio); a photo is dreamed at its own size, up to 1280 px",
+        metavar="WxH|auto",
+        help="size the dream runs at. auto: the largest size whose dream refreshes "
+        "--dream-rate times a second on this machine, measured as the run goes (the default "
+        f"of a live run); a file render's default is short side {defaults.short_side}, keeping "
+        "the aspect ratio; a photo is dreamed at its own size, up to 1280 px",
+    )
+    dream.add_argument(
+        "--dream-rate",
+        type=dream_rate_arg,
+        default=defaults.dream_rate,
+        metavar="HZ",
+        help="dreams a second the automatic dream size holds: higher keeps more of the dream on "
+        "a moving picture, at a smaller size",
     )
     dream.add_argument(
         "--dream-every",
@@ -345,7 +357,9 @@ def parse_args(
         guide=args.guide,
         steps=args.steps,
         step_size=args.step_size,
-        dream_size=args.dream_size,
+        dream_size=None if args.dream_size == "auto" else args.dream_size,
+        auto_size=True if args.dream_size == "auto" else None,
+        dream_rate=args.dream_rate,
         blend=args.blend,
         flow=not args.no_flow,
         octaves=args.octaves,

@@ -161,7 +161,7 @@ def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
         from livedream.resolve import resolve_dream
         from livedream.run import StreamRun, run_still
 
-        dream = resolve_dream(look, detect_device())
+        dream = resolve_dream(look, detect_device(), auto_size=plan.auto_size)
         _warn_if_slow_variant(dream)
         if plan.still:
             assert isinstance(source, ImageSource)  # plan_run: an image output needs a photo

@@ -16,17 +16,26 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # still part of the picture; files rendered to files keep all of it (1) unless asked.
 LIVE_FACE_STRENGTH = 0.35
 COMPILE_MODES = ("auto", "graph", "xla", "eager")
+# Dreams a second the automatic dream size holds in a live run: the dream's refresh rate, not
+# its size, decides how much of it survives on a moving picture (README, "The dream size").
+DREAM_RATE = 6.0
+MIN_DREAM_RATE, MAX_DREAM_RATE = 0.5, 30.0  # --dream-rate's range: up to a camera's rate
 
 
 @dataclass(frozen=True)
 class DreamSize:
-    """The dream-size policy: a ``fixed`` (w, h), or the frame's aspect with ``short_side``."""
+    """The dream-size policy: a ``fixed`` (w, h); the frame's aspect with ``short_side``; or
+    ``auto``: the largest size whose dream refreshes ``rate`` times a second here
+    (``livedream.dreamsize``), decided as the run goes."""
 
     fixed: tuple[int, int] | None = None
     short_side: int = 240
+    auto: bool = False
+    rate: float = DREAM_RATE
 
     def size_for(self, width: int, height: int) -> tuple[int, int]:
-        """The dream size (w, h) for a frame of ``width`` x ``height``."""
+        """The dream size (w, h) for a frame of ``width`` x ``height`` (``auto``: where it
+        starts, ``short_side``; the dream thread's ``DreamSizer`` moves it)."""
         if self.fixed is not None:
             return self.fixed
         scale = self.short_side / min(width, height)
@@ -55,7 +64,12 @@ class DreamConfig:
     steps: int = 2  # per frame: the temporal carry deepens the dream over frames
     step_size: float = 0.012  # ~3 grey levels per step: visible in a second, not a smear
     dream_size: tuple[int, int] | None = None  # (w, h); None = keep aspect, short side below
-    short_side: int = 240  # 320x240 for a 4:3 camera: 1.7-2.2 dream fps on 2 Zen 4 cores
+    # File renders: 320x240 for a 4:3 clip (1.7-2.2 dreams a second on 2 Zen 4 cores, 6 with AMX).
+    short_side: int = 240
+    # --dream-size auto: the size follows the machine; None = the run kind's (auto for a live
+    # run without a fixed --dream-size, the short side for a file render: run plan decides).
+    auto_size: bool | None = None
+    dream_rate: float = DREAM_RATE  # dreams a second the automatic size holds
     blend: float = 0.92  # share of the carried dream kept each frame; 0 = no carry
     flow: bool = True  # warp the carried dream with optical flow (off = carry in place)
     jitter: int = 16  # max random roll in pixels per step, against grid artifacts
@@ -69,7 +83,9 @@ class DreamConfig:
     @property
     def size(self) -> DreamSize:
         """The dream-size policy these settings ask for."""
-        return DreamSize(self.dream_size, self.short_side)
+        return DreamSize(
+            self.dream_size, self.short_side, auto=bool(self.auto_size), rate=self.dream_rate
+        )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from livedream.config import DREAM_RATE
 from livedream.models import Channels
 
 if TYPE_CHECKING:
@@ -45,9 +46,10 @@ class Controls:
         faces: face protection on (``k``); read by the dream thread and the compositor.
         blend: the share of the previous keyframe's dream carried on (0: none); the dream
             thread applies it.
-        dream_rate: the keyframes a second ``dream_size`` auto aims at (``--dream-rate``).
-        dream_size: (w, h) the dream runs at, None: auto (the size follows the machine).
-            The dream thread applies both once issue 17's wiring reads them.
+        auto_size: the dream's size follows the machine (``--dream-size auto``).
+        dream_size: a size picked while running, (w, h); None: the run's own (its fixed size,
+            or the automatic one). Picking a size turns ``auto_size`` off.
+        dream_rate: dreams a second the automatic size holds (``--dream-rate``).
         guide_image: a new guide picture, (H, W, 3) uint8 BGR, waiting for the dream thread
             (``set_guide_image``/``take_guide_image``); None: none waiting.
     """
@@ -64,8 +66,9 @@ class Controls:
     face_strength: float = 1.0
     faces: bool = True
     blend: float = 0.92
-    dream_rate: float = 8.0
+    auto_size: bool = False
     dream_size: tuple[int, int] | None = None
+    dream_rate: float = DREAM_RATE
     guide_image: np.ndarray | None = field(default=None, repr=False, compare=False)
     _reset: bool = field(default=False, init=False, repr=False, compare=False)
     _reset_lock: threading.Lock = field(
@@ -91,7 +94,8 @@ class Controls:
             has_guide=dream.guide is not None,
             face_strength=face_strength,
             blend=settings.blend,
-            dream_size=settings.dream_size,
+            auto_size=dream.size.auto,
+            dream_rate=dream.size.rate,
         )
 
     def request_reset(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import cv2
@@ -20,6 +20,7 @@ import numpy as np
 from livedream.compositor import Keyframe, add_residual
 from livedream.controls import Controls
 from livedream.device import Device, choose_variant, cpu_info, detect_device
+from livedream.dreamsize import DreamSizer
 from livedream.models import Channels
 from livedream.step import KERAS_POLICY, DreamStep, build_step
 from livedream.temporal import FlowCarry, to_gray
@@ -61,13 +62,22 @@ class Dreamer:
     Args:
         dream: the resolved dream; its settings seed the live ones.
         step: a built step (built from ``dream`` when None).
+        clock: seconds, for what each keyframe costs (the automatic dream size follows it).
 
     Thread: the dream thread only.
     """
 
-    def __init__(self, dream: ResolvedDream, *, step: DreamStep | None = None) -> None:
+    def __init__(
+        self,
+        dream: ResolvedDream,
+        *,
+        step: DreamStep | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.dream = dream
-        self.size = dream.size  # the dream-size policy
+        self.clock = clock  # times each keyframe: the automatic size follows it
+        self._last_captured: float | None = None  # the last keyframe's capture time
+        self.sizer = DreamSizer(dream.size)  # the size of each keyframe: fixed, or the machine's
         self.step = step if step is not None else build_step(dream)
         settings = dream.settings
         self.seed = settings.seed
@@ -120,6 +130,7 @@ class Dreamer:
             self._guide = guide
             for step in self._steps_by_layers.values():
                 step.set_guide(guide)
+        self.sizer.follow(controls.auto_size, controls.dream_size, controls.dream_rate)
         if controls.layers != self.layers:
             self.set_layers(controls.layers)
             self.reset()
@@ -138,19 +149,19 @@ class Dreamer:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"unexpected frame: {frame.shape} {frame.dtype} != (H, W, 3) uint8")
         self.frame_index += 1
-        t0 = time.perf_counter()
+        t0 = self.clock()
         h, w = frame.shape[:2]
-        size = self.size.size_for(w, h)
+        size = self.sizer.size_for(w, h)
         small8 = frame if (w, h) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         gray = to_gray(small8)
         if not self.enabled:
             self.carry.reset()
             return Keyframe(gray, np.zeros((*gray.shape, 3), np.float32), captured, index)
         small = small8.astype(np.float32)  # (h, w, 3) float32 BGR in [0, 255]
-        t1 = time.perf_counter()
+        t1 = self.clock()
         carried = self.carry.carry(gray, blend=self.blend, flow=self.flow)
         start = small if carried is None else np.clip(small + carried, 0.0, 255.0)
-        t2 = time.perf_counter()
+        t2 = self.clock()
         dreamed, _ = self.step(
             start,
             steps=self.steps,
@@ -159,15 +170,26 @@ class Dreamer:
             channels=self.channels,
             guided=self.guided,
         )
-        t3 = time.perf_counter()
+        t3 = self.clock()
         residual = dreamed - small  # (h, w, 3) float32: what the dream added
         self.carry.update(gray, residual)
+        # The size follows what this keyframe cost, and how fast the picture moves.
+        self.sizer.observe(t3 - t0, t3, self._motion(size[0], captured))
         self.timings = {
             "downscale": 1000.0 * (t1 - t0),
             "flow_carry": 1000.0 * (t2 - t1),
             "dream_step": 1000.0 * (t3 - t2),
         }
         return Keyframe(gray, residual, captured, index)
+
+    def _motion(self, width: int, captured: float) -> float | None:
+        """The picture's motion since the last keyframe, as the share of its width crossed a
+        second (None: unknown, e.g. no flow or no capture times)."""
+        moved, last = self.carry.last_motion, self._last_captured
+        self._last_captured = captured
+        if moved is None or last is None or captured <= last:
+            return None
+        return moved / width / (captured - last)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Dreams one frame: (H, W, 3) uint8 BGR in, the same out (the dream off: ``frame``)."""

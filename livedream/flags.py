@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 from typing import NoReturn
 
+from livedream.config import MAX_DREAM_RATE, MIN_DREAM_RATE
 from livedream.runtime import EXIT_USAGE
 from livedream.urls import mask_passwords, url_scheme
 from livedream.weights import KERAS_WEIGHTS
@@ -114,6 +115,25 @@ def size_arg(text: str) -> tuple[int, int]:
             f"expected a size from 16x16 to 8192x8192 such as 320x240, got {text}"
         )
     return width, height
+
+
+def dream_size_arg(text: str) -> tuple[int, int] | str:
+    """``--dream-size``: ``auto`` or WIDTHxHEIGHT."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return size_arg(text)
+
+
+def dream_rate_arg(text: str) -> float:
+    """``--dream-rate``: dreams a second, from 0.5 to 30 (a camera's rate)."""
+    expected = f"expected dreams a second from {MIN_DREAM_RATE:g} to {MAX_DREAM_RATE:g}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
+    if not MIN_DREAM_RATE <= value <= MAX_DREAM_RATE:
+        raise argparse.ArgumentTypeError(f"{expected}, got {text}")
+    return value
 
 
 def quality_arg(text: str) -> int:

@@ -34,6 +34,9 @@ class RunPlan:
         realtime_recording: the recording keeps real time by holding frames (a camera).
         dream_every: a file render dreams every Nth frame and composites the rest.
         face_strength: the share of the dream kept on faces (1: no protection).
+        auto_size: the dream's size follows the machine (``--dream-size auto``, the default of
+            a live run without a fixed ``--dream-size``); False: the size asked for, or the
+            short side's.
     """
 
     still: bool
@@ -47,6 +50,7 @@ class RunPlan:
     dream_every: int
     face_strength: float = 1.0
     frame_cap: int | None = None
+    auto_size: bool = False
 
 
 def check_request(config: RunConfig) -> Look:
@@ -155,7 +159,16 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
         dream_every=1 if live else config.dream_every,
         face_strength=face_strength(config, live=live),
         frame_cap=config.max_frames,
+        auto_size=auto_size(config, live=live),
     )
+
+
+def auto_size(config: RunConfig, *, live: bool) -> bool:
+    """Whether the dream's size follows the machine: ``--dream-size auto``, or by default in a
+    live run (a file render keeps its fixed size, so that renders repeat, unless asked)."""
+    if config.dream.auto_size is not None:
+        return config.dream.auto_size
+    return live and config.dream.dream_size is None
 
 
 def face_strength(config: RunConfig, *, live: bool) -> float:

@@ -151,17 +151,21 @@ def check_look(config: DreamConfig) -> Look:
     )
 
 
-def resolve_dream(look: Look, device: Device) -> ResolvedDream:
+def resolve_dream(look: Look, device: Device, *, auto_size: bool | None = None) -> ResolvedDream:
     """``look`` on ``device``: the precision and compile mode asked for, ``auto`` resolved to
-    the fastest there (``device.choose_variant``), decided once.
+    the fastest there (``device.choose_variant``), decided once; ``auto_size``: whether the
+    dream's size follows the machine (the run plan's), None: as the settings say.
 
     Raises:
         UsageError: an unknown precision or compile mode.
     """
     settings = look.settings
     precision, compile_mode = choose_variant(settings.precision, settings.compile, device)
+    if auto_size is not None:
+        settings = replace(settings, auto_size=auto_size)
     return ResolvedDream(
-        **{f.name: getattr(look, f.name) for f in fields(Look)},
+        **{f.name: getattr(look, f.name) for f in fields(Look) if f.name != "settings"},
+        settings=settings,
         precision=precision,
         compile_mode=compile_mode,
         device=device,

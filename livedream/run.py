@@ -37,7 +37,10 @@ from livedream.ui import StatusDisplay, hud_lines
 log = logging.getLogger("livedream")
 
 SLOW_HINT_AFTER = 20  # output frames into a live run: the dream's fps has settled by then
+AUTO_HINT_AFTER = 300  # ~10 s at 30 fps: an automatic size has found its rung by then
 SLOW_HINT_FPS = 8.0  # below this a live picture looks sluggish
+# An automatic size still this far below its target after settling: the smallest size is too slow.
+AUTO_HINT_SHARE = 0.8
 
 
 def open_outputs(
@@ -141,7 +144,7 @@ class StreamRun:
             self.pipeline.stats,
             spec=dream.spec,
             frame_size=(source.width, source.height),
-            auto_size=dream.size.size_for(source.width, source.height),
+            start_size=dream.size.size_for(source.width, source.height),
             looks_folder=looks_folder(),
             screenshot_folder=Path.cwd(),
             face_tracking=self.plan.face_strength < 1.0,
@@ -163,12 +166,15 @@ class StreamRun:
     def info(self) -> dict[str, str]:
         """The rows of the status table and the overlay: what is dreamed, as the keys set it."""
         source, dream, c = self.source, self.dream, self.controls
-        w, h = dream.size.size_for(source.width, source.height)
+        w, h = self.stats.dream_size or dream.size.size_for(source.width, source.height)
+        how = ""
+        if c.dream_size is None and c.auto_size:
+            how = f" (auto, for {c.dream_rate:g} dreams/s)"
         return {
             "input": f"{source.name} {source.width}x{source.height} @ {source.fps:.3g} fps"
             + (f", {source.status}" if source.status else ""),
             "model": f"{dream.spec.name} ({','.join(c.layers)})",
-            "dream": f"{w}x{h}, {c.steps} steps of {c.step_size:.4f}, "
+            "dream": f"{w}x{h}{how}, {c.steps} steps of {c.step_size:.4f}, "
             f"flow {'on' if c.flow else 'off'}, {dream.precision}, {dream.compile_mode}"
             + ("" if c.enabled else ", off"),
             "faces": self._faces_row(),
@@ -264,21 +270,38 @@ class StreamRun:
             outputs.write(frame.image, at=frame.captured, pts=frame.pts)
             self.bridge.offer(frame.image)  # a reference: the page encodes it in its own thread
             display.update(stats)
-            if stats.output == SLOW_HINT_AFTER and self.plan.live:
+            if stats.output == self._hint_after and self.plan.live:
                 self._hint_if_slow()
             if outputs.stop_requested or (max_frames is not None and stats.output >= max_frames):
                 return
+
+    @property
+    def _hint_after(self) -> int:
+        """Output frames into a live run when the dream's speed is judged (once)."""
+        c = self.controls
+        return AUTO_HINT_AFTER if c.auto_size and c.dream_size is None else SLOW_HINT_AFTER
 
     def _hint_if_slow(self) -> None:
         """Once, early in a live run: says how to go faster when the dream is slow here."""
         seconds = self.stats.dream_seconds
         if not seconds:
             return
-        rate = 1.0 / max(1e-6, statistics.median(seconds))  # right even below 1 frame a second
-        if rate < SLOW_HINT_FPS:
+        # The last few keyframes (right even below 1 a second): the size they were dreamed at.
+        rate = 1.0 / max(1e-6, statistics.median(list(seconds)[-5:]))
+        c = self.controls
+        if c.auto_size and c.dream_size is None:  # the size follows the machine already
+            if rate < AUTO_HINT_SHARE * c.dream_rate:
+                log.info(
+                    "dreaming %.1f times a second on this machine, below the %g asked, even at "
+                    "the smallest dream size; --steps 1 or a lower --dream-rate is faster",
+                    rate,
+                    c.dream_rate,
+                )
+        elif rate < SLOW_HINT_FPS:
             log.info(
-                "dreaming at %.1f fps on this machine; --dream-size 240x180 or --steps 1 is "
-                "faster (the README's Performance section tells how to measure)",
+                "dreaming at %.1f fps on this machine; --dream-size auto (the size follows the "
+                "machine), --dream-size 240x180 or --steps 1 is faster (the README's "
+                "Performance section tells how to measure)",
                 rate,
             )
 

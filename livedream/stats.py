@@ -86,6 +86,7 @@ class Stats:
     dream_ages: deque[float] = field(default_factory=_recent)  # keyframe capture to its use
     compositor_seconds: deque[float] = field(default_factory=_recent)
     faces: int = 0  # faces protected on the newest output frame (the compositing thread)
+    dream_size: tuple[int, int] | None = None  # (w, h) of the newest keyframe (dream thread)
     face_seconds: float = 0.0  # face detection and tracking, all keyframes (dream thread)
     face_mask_seconds: float = 0.0  # the face masks of all output frames (compositing thread)
     dream_seconds_total: float = 0.0  # the dream thread's dreaming, all keyframes, faces apart

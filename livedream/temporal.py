@@ -108,6 +108,7 @@ class FlowCarry:
         self._prev_gray: np.ndarray | None = None
         self._prev_residual: np.ndarray | None = None
         self._coords: np.ndarray | None = None
+        self.last_motion: float | None = None  # mean flow (px) of the last carry; None: none
 
     def reset(self) -> None:
         """Drops the carried dream: the next ``carry()`` gives None, so that frame is dreamed
@@ -125,8 +126,13 @@ class FlowCarry:
             flow: warp by optical flow; False carries the residual in place.
         """
         prev, residual = self._prev_gray, self._prev_residual
-        if prev is None or residual is None or blend <= 0 or prev.shape != gray.shape:
+        self.last_motion = None
+        if prev is None or residual is None or blend <= 0:
             return None
+        if prev.shape != gray.shape:  # the dream size changed: the dream so far is resampled
+            size = (gray.shape[1], gray.shape[0])
+            prev = cv2.resize(prev, size, interpolation=cv2.INTER_AREA)
+            residual = cv2.resize(residual, size, interpolation=cv2.INTER_LINEAR)
         if not flow:
             return residual * np.float32(blend)
         h, w = gray.shape
@@ -135,6 +141,7 @@ class FlowCarry:
         back, mask = self._estimator.back_and_trust(
             gray, prev, self._coords, tolerance=self.tolerance
         )
+        self.last_motion = float(magnitude(back).mean())
         warped = warp(residual, back, self._coords)
         carried: np.ndarray = warped * (mask * np.float32(blend))[..., None]
         return carried

@@ -106,7 +106,7 @@ def start_rig(folder: Path) -> Rig:
         pipeline.stats,
         spec=get_spec(RIG_DREAM.model),
         frame_size=(source.width, source.height),
-        auto_size=dream.size.size_for(source.width, source.height),
+        start_size=dream.size.size_for(source.width, source.height),
         looks_folder=looks,
         screenshot_folder=shots,
         face_tracking=False,

@@ -41,7 +41,7 @@ def make_bridge(folder: Path, *, face_tracking: bool = True) -> ControlBridge:
         Stats(),
         spec=SPEC,
         frame_size=(320, 240),
-        auto_size=(320, 240),
+        start_size=(320, 240),
         looks_folder=folder / "looks",
         screenshot_folder=folder,
         face_tracking=face_tracking,

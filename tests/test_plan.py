@@ -224,6 +224,43 @@ def test_a_photo_to_a_video_is_a_render_of_max_frames(
     assert (shown.live, shown.preview, shown.pace_fps, shown.total) == (True, True, 5.0, None)
 
 
+AUTO = DreamConfig(auto_size=True)
+FIXED = DreamConfig(dream_size=(160, 120))
+
+
+@pytest.mark.parametrize(
+    ("what", "source", "flags", "auto"),
+    [
+        ("a camera: the size follows the machine", camera, {}, True),
+        ("a camera with a fixed --dream-size keeps it", camera, {"dream": FIXED}, False),
+        ("a file shown live follows the machine", clip, {"virtual_cam": ""}, True),
+        ("--realtime follows the machine", clip, {"output": OUT, "realtime": True}, True),
+        ("a file render keeps its size, so renders repeat", clip, {"output": OUT}, False),
+        ("a file render asked for auto", clip, {"output": OUT, "dream": AUTO}, True),
+    ],
+)
+def test_the_dream_size_follows_the_machine_in_live_runs(
+    what: str, source: Any, flags: dict[str, Any], auto: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decided = plan(source(), monkeypatch, **flags)
+    assert decided.auto_size is auto, what
+    look = check_look(flags.get("dream", DreamConfig()))
+    dream = resolve_dream(look, Device("cpu", "test", 2, False), auto_size=decided.auto_size)
+    assert dream.size.auto is auto, what
+
+
+def test_dream_size_and_rate_flags() -> None:
+    from livedream.args import parse_args
+
+    config, _ = parse_args(["--dream-size", "auto", "--dream-rate", "4"])
+    assert config.dream.auto_size is True and config.dream.dream_rate == 4.0
+    config, _ = parse_args(["--dream-size", "320x240"])
+    assert config.dream.auto_size is None and config.dream.dream_size == (320, 240)
+    for bad in (["--dream-rate", "0"], ["--dream-rate", "31"], ["--dream-size", "big"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
 @pytest.mark.parametrize(
     ("source", "flags", "display", "error", "words"),
     [

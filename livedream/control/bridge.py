@@ -51,7 +51,7 @@ class ControlBridge:
         stats: the run's figures.
         spec: the model dreamed (looks are checked against it).
         frame_size: (w, h) of the input frames: the size selector's sizes keep its aspect.
-        auto_size: (w, h) the dream runs at while ``dream_size`` is auto.
+        start_size: (w, h) the dream starts at (the status shows the newest keyframe's).
         looks_folder: where looks are saved and loaded.
         screenshot_folder: where screenshots are saved (where the run is).
         face_tracking: the run protects faces (else faces and face_strength are refused).
@@ -65,7 +65,7 @@ class ControlBridge:
         *,
         spec: ModelSpec,
         frame_size: tuple[int, int],
-        auto_size: tuple[int, int],
+        start_size: tuple[int, int],
         looks_folder: Path,
         screenshot_folder: Path,
         face_tracking: bool,
@@ -74,11 +74,11 @@ class ControlBridge:
         self.keys = keys
         self.stats = stats
         self.spec = spec
-        self.auto_size = auto_size
+        self.start_size = start_size
         self.looks_folder = looks_folder
         self.screenshot_folder = screenshot_folder
         self.face_tracking = face_tracking
-        self.sizes = _sizes(frame_size, auto_size)
+        self.sizes = _sizes(frame_size, start_size)
         self._frame: Frame | None = None
         self._frames = 0  # output frames offered so far: the live view's "is it new"
         self._started = time.time()
@@ -125,8 +125,11 @@ class ControlBridge:
         return describe_channels(self.controls.channels)
 
     def _current_size(self) -> str:
-        size = self.controls.dream_size
-        return AUTO if size is None else f"{size[0]}x{size[1]}"
+        c = self.controls
+        if c.dream_size is None and c.auto_size:
+            return AUTO
+        w, h = c.dream_size or self.stats.dream_size or self.start_size
+        return f"{w}x{h}"
 
     def settings(self) -> dict[str, Any]:
         """Every setting by its API name, as the dream applies it now."""
@@ -150,7 +153,7 @@ class ControlBridge:
     def figures(self) -> dict[str, Any]:
         """What the status table shows: rates, dream age, latency, dream size, faces."""
         s = self.stats
-        w, h = self.controls.dream_size or self.auto_size
+        w, h = self.stats.dream_size or self.controls.dream_size or self.start_size
         return {
             "output_fps": round(s.output_fps.rate(), 2),
             "dream_fps": round(s.dream_fps.rate(), 2),
@@ -216,7 +219,9 @@ class ControlBridge:
             if value in names:  # else: the channels dreamed now, left as they are
                 self.keys.select_look(names.index(value))
         elif name == "dream_size":
+            # Picking a size turns the automatic one off; "auto" turns it back on.
             c.dream_size = None if value == AUTO else _parse_size(value)
+            c.auto_size = value == AUTO
         else:
             field = {"dream": "enabled", "strength": "step_size"}.get(name, name)
             setattr(c, field, value)
@@ -279,7 +284,7 @@ def _parse_size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _sizes(frame_size: tuple[int, int], auto_size: tuple[int, int]) -> list[str]:
+def _sizes(frame_size: tuple[int, int], start_size: tuple[int, int]) -> list[str]:
     """The size selector's sizes: the frame's aspect, short sides up to the frame's own."""
     w, h = frame_size
     sizes = {
@@ -287,5 +292,5 @@ def _sizes(frame_size: tuple[int, int], auto_size: tuple[int, int]) -> list[str]
         for side in SHORT_SIDES
         if side <= min(w, h)
     }
-    sizes.add(auto_size)
+    sizes.add(start_size)
     return [f"{sw}x{sh}" for sw, sh in sorted(sizes)]

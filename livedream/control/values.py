@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from livedream.config import MAX_DREAM_RATE, MIN_DREAM_RATE
 from livedream.controls import MAX_STEP_SIZE, MAX_STEPS, MIN_STEP_SIZE
-
-MIN_DREAM_RATE, MAX_DREAM_RATE = 0.5, 60.0  # keyframes a second the size may aim at
 
 
 class BadValue(ValueError):

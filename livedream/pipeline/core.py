@@ -367,7 +367,7 @@ class Pipeline(ABC):
         try:
             keyframe = dreamer.keyframe(item.image, index=item.index, captured=clock)
         except MemoryError:  # host memory: the accelerator of a CPU run
-            size = dreamer.size.size_for(item.image.shape[1], item.image.shape[0])
+            size = dreamer.sizer.size_for(item.image.shape[1], item.image.shape[0])
             raise AcceleratorMemoryError(size) from None
         dreamt = time.perf_counter() - started
         keyframe = self._find_faces(keyframe, item.image)
@@ -375,6 +375,7 @@ class Pipeline(ABC):
         self._keyframed.set()
         stats.dream_seconds.append(dreamt)
         stats.dream_seconds_total += dreamt
+        stats.dream_size = (keyframe.gray.shape[1], keyframe.gray.shape[0])
         stats.dreamed += 1
         stats.dream_fps.tick()
 
