@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from livedream.faces import Face, face_mask, keep_map, protecting
+from livedream.config import protecting
+from livedream.faces import Face, face_mask, keep_map
 from livedream.media import Frame
 from livedream.temporal import FlowEstimator, consistency, grid, magnitude, to_gray, warp
 

@@ -15,6 +15,14 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # Share of the dream kept on faces in a live run: the face stays recognisable on a call while
 # still part of the picture; files rendered to files keep all of it (1) unless asked.
 LIVE_FACE_STRENGTH = 0.35
+
+
+def protecting(strength: float) -> bool:
+    """Whether faces are protected at all at ``strength`` (the share of the dream kept on
+    them): at 1 nothing face-related runs and the output is the unprotected one, bit for bit."""
+    return strength < 1.0
+
+
 COMPILE_MODES = ("auto", "graph", "xla", "eager")
 # Dreams a second the automatic dream size holds in a live run: the dream's refresh rate, not
 # its size, decides how much of it survives on a moving picture (README, "The dream size").

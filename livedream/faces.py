@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from livedream.config import protecting
 from livedream.errors import FaceDetectorError
 from livedream.media import Frame
 from livedream.temporal import FlowEstimator, consistency, grid, warp
@@ -69,12 +70,6 @@ GROW_X, GROW_Y = 0.62, 0.8
 FEATHER = 0.18
 
 Box = tuple[float, float, float, float]  # x, y, w, h
-
-
-def protecting(strength: float) -> bool:
-    """Whether faces are protected at all at ``strength`` (the share of the dream kept on
-    them): at 1 nothing face-related runs and the output is the unprotected one, bit for bit."""
-    return strength < 1.0
 
 
 @dataclass(frozen=True)

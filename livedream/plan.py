@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from livedream.config import LIVE_FACE_STRENGTH, RunConfig
+from livedream.config import LIVE_FACE_STRENGTH, RunConfig, protecting
 from livedream.errors import SinkError, UsageError
 from livedream.media import is_image_path
 from livedream.resolve import Look, check_look
@@ -51,6 +51,11 @@ class RunPlan:
     face_strength: float = 1.0
     frame_cap: int | None = None
     auto_size: bool = False
+
+    @property
+    def protects_faces(self) -> bool:
+        """Faces are looked for and kept readable in this run (``face_strength`` below 1)."""
+        return protecting(self.face_strength)
 
 
 def check_request(config: RunConfig) -> Look:

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from livedream.config import protecting
 from livedream.controls import Controls
 from livedream.display import display_error, no_display_reason
 from livedream.errors import LivedreamError, SinkError
@@ -117,7 +118,7 @@ class KeyHandler:
             c.mirror = not c.mirror
             return f"mirror {'on' if c.mirror else 'off'}"
         if ch == "k":
-            if c.face_strength >= 1.0:
+            if not protecting(c.face_strength):
                 return "face protection needs --face-strength below 1"
             c.faces = not c.faces
             return f"face protection {'on' if c.faces else 'off'}"

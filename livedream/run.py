@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from livedream.config import RunConfig
+from livedream.config import RunConfig, protecting
 from livedream.control.bridge import ControlBridge
 from livedream.control.looks import apply_look, looks_folder, save_now
 from livedream.control.session import ControlSession
@@ -77,7 +77,7 @@ def run_still(
     from livedream.dream import dream_image
     from livedream.limits import still_max_side
 
-    detector = HaarDetector() if plan.face_strength < 1.0 else None  # fails before the dream
+    detector = HaarDetector() if plan.protects_faces else None  # fails before the dream
     with open_outputs(config, plan, source) as outputs:
         with console.status("dreaming the photo in octaves..."):
             side = still_max_side(source.width, source.height)  # smaller if memory is short
@@ -135,7 +135,7 @@ class StreamRun:
             controls=self.controls,
             max_frames=self.plan.max_frames,
             dream_every=self.plan.dream_every,
-            faces=FaceTracker() if self.plan.face_strength < 1.0 else None,
+            faces=FaceTracker() if self.plan.protects_faces else None,
         )
         self.outputs = open_outputs(config, plan, source, preview=self._window)
         self.bridge = ControlBridge(
@@ -147,7 +147,7 @@ class StreamRun:
             start_size=dream.size.size_for(source.width, source.height),
             looks_folder=looks_folder(),
             screenshot_folder=Path.cwd(),
-            face_tracking=self.plan.face_strength < 1.0,
+            face_tracking=self.plan.protects_faces,
         )
         self.control = ControlSession(config.control, self.bridge, console)
 
@@ -193,7 +193,7 @@ class StreamRun:
 
     def _faces_row(self) -> str:
         c = self.controls
-        if c.face_strength >= 1.0:
+        if not protecting(c.face_strength):
             return "not protected (--face-strength 1)"
         if not c.faces:
             return "protection off (k)"

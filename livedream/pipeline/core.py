@@ -35,6 +35,7 @@ from dataclasses import replace
 import numpy as np
 
 from livedream.compositor import Compositor, Keyframe
+from livedream.config import protecting
 from livedream.controls import Controls
 from livedream.dream import Dreamer
 from livedream.errors import AcceleratorMemoryError
@@ -351,7 +352,7 @@ class Pipeline(ABC):
 
     def _find_faces(self, keyframe: Keyframe, frame: np.ndarray) -> Keyframe:
         """``keyframe`` with its faces, while protection is on. Dream thread."""
-        if self.faces is None or self._kept_on_faces() >= 1.0:
+        if self.faces is None or not protecting(self._kept_on_faces()):
             return keyframe
         started = time.perf_counter()
         faces = self.faces.update(frame, keyframe.gray, keyframe.captured)
