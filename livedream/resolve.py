@@ -1,6 +1,7 @@
 """The resolved dream: what is dreamed and how, decided once at the door and frozen.
 
-``check_look`` checks the model, layers, ``--channels`` and ``--guide`` against the registry
+``choose_model`` turns ``--model auto`` into a network, once; ``check_look`` checks the model,
+layers, ``--channels`` and ``--guide`` against the registry
 before TensorFlow starts (in well under a second); ``resolve_dream`` adds the precision and
 compile mode for the device once it is known. Everything downstream (the dreamer, the step,
 the controls, the keys, the status table) takes the ``ResolvedDream``, or the part it needs:
@@ -19,7 +20,15 @@ import numpy as np
 from livedream.config import DreamConfig, DreamSize
 from livedream.device import Device, choose_variant
 from livedream.errors import ChannelRangeError, LayerError, SourceError, UnknownLayerError
-from livedream.models import Channels, ModelSpec, check_layers, get_spec
+from livedream.models import (
+    AUTO_MODEL,
+    INCEPTION_LAYER_NAMES,
+    VGG16_LAYER_NAMES,
+    Channels,
+    ModelSpec,
+    check_layers,
+    get_spec,
+)
 
 LayerSet = tuple[str, ...]
 
@@ -121,12 +130,60 @@ def load_guide(path: Path) -> np.ndarray:
     return np.array(source.image)
 
 
+# What --model auto runs: the seed's model where its weights are here, else the offline one.
+SEED_MODEL, OFFLINE_MODEL = "inception_v3", "vgg16_hed"
+
+
+def choose_model(config: DreamConfig, *, cache_dir: Path | None = None) -> DreamConfig:
+    """``config`` with ``--model auto`` decided (``model_why`` says why); any other model is
+    kept as named. Called by ``check_look`` at the door, before anything asks which network
+    runs (a saved ``--look`` is checked against it there too); later callers see its name.
+
+    Auto runs ``vgg16_hed`` when ``--weights`` gives a local file (the bundled network's, which
+    reads both VGG16 layouts) or ``--layers``/``--channels`` name VGG16 layers; ``inception_v3``
+    when they name its ``mixedN`` layers; otherwise ``inception_v3`` where its ImageNet weights
+    are in Keras' cache (``cache_dir``: that folder), else ``vgg16_hed``. The cache is only looked
+    at (is the file there, not empty), not hashed: start-up stays instant, ``--get-weights``
+    puts only a checked file there, and Keras checks the hash itself when it loads the file.
+    """
+    if config.model != AUTO_MODEL:
+        return config
+    from livedream.weights import have_weights
+
+    named = _named_network(config)
+    if named is not None:
+        model, why = named
+    elif have_weights(SEED_MODEL, cache_dir=cache_dir):
+        model, why = SEED_MODEL, "its ImageNet weights are here"
+    else:
+        model, why = OFFLINE_MODEL, f"no {SEED_MODEL} weights here"
+    return replace(config, model=model, model_why=why)
+
+
+def _named_network(config: DreamConfig) -> tuple[str, str] | None:
+    """(model, why) when ``--weights``, ``--layers`` or ``--channels`` name a network."""
+    if config.weights is not None:
+        return OFFLINE_MODEL, "--weights gives a local VGG16 file"
+    given = (
+        ("--layers", set(config.layers)),
+        ("--channels", {layer for layer, _ in config.channels if layer}),
+    )
+    for flag, names in given:
+        if names & set(VGG16_LAYER_NAMES):
+            return OFFLINE_MODEL, f"{flag} name VGG16 layers"
+        if names & set(INCEPTION_LAYER_NAMES):
+            return SEED_MODEL, f"{flag} name {SEED_MODEL} layers"
+    return None
+
+
 def check_look(config: DreamConfig) -> Look:
-    """Checks the model, layers, ``--channels`` and ``--guide``; decodes the guide once.
+    """Checks the model (``auto`` decided by ``choose_model``, unless it was already), layers,
+    ``--channels`` and ``--guide``; decodes the guide once.
 
     Raises:
         ModelError, LayerError, SourceError: with a one-line reason.
     """
+    config = choose_model(config)
     spec = get_spec(config.model)
     try:
         layers = check_layers(spec, config.layers)

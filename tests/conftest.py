@@ -4,6 +4,10 @@ one built dream step per model setting for the whole session."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +35,13 @@ from livedream.config import DreamConfig
 
 if TYPE_CHECKING:
     from livedream.dream import DreamStep
+
+# Every test, and every livedream process a test starts, sees an empty Keras cache, set before
+# Keras is imported (it reads KERAS_HOME once): --model auto then runs the bundled vgg16_hed,
+# offline, on a developer's machine that holds the Inception weights as on CI. Tests that want
+# weights plant them in a cache of their own.
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="livedream-test-keras-")
+atexit.register(shutil.rmtree, os.environ["KERAS_HOME"], ignore_errors=True)
 
 # Older test modules import these from conftest; helpers is their home now.
 __all__ = [
