@@ -134,14 +134,17 @@ def load_guide(path: Path) -> np.ndarray:
 SEED_MODEL, OFFLINE_MODEL = "inception_v3", "vgg16_hed"
 
 
-def choose_model(config: DreamConfig, *, cache_dir: Path | None = None) -> DreamConfig:
+def choose_model(
+    config: DreamConfig, *, look_layers: Sequence[str] = (), cache_dir: Path | None = None
+) -> DreamConfig:
     """``config`` with ``--model auto`` decided (``model_why`` says why); any other model is
     kept as named. Called by ``check_look`` at the door, before anything asks which network
     runs (a saved ``--look`` is checked against it there too); later callers see its name.
 
     Auto runs ``vgg16_hed`` when ``--weights`` gives a local file (the bundled network's, which
-    reads both VGG16 layouts) or ``--layers``/``--channels`` name VGG16 layers; ``inception_v3``
-    when they name its ``mixedN`` layers; otherwise ``inception_v3`` where its ImageNet weights
+    reads both VGG16 layouts) or ``--layers``/``--channels`` (or, after them, the layers of a
+    saved ``--look``: ``look_layers``) name VGG16 layers; ``inception_v3`` when they name its
+    ``mixedN`` layers; otherwise ``inception_v3`` where its ImageNet weights
     are in Keras' cache (``cache_dir``: that folder), else ``vgg16_hed``. The cache is only looked
     at (is the file there, not empty), not hashed: start-up stays instant, ``--get-weights``
     puts only a checked file there, and Keras checks the hash itself when it loads the file.
@@ -150,7 +153,7 @@ def choose_model(config: DreamConfig, *, cache_dir: Path | None = None) -> Dream
         return config
     from livedream.weights import have_weights
 
-    named = _named_network(config)
+    named = _named_network(config, look_layers)
     if named is not None:
         model, why = named
     elif have_weights(SEED_MODEL, cache_dir=cache_dir):
@@ -160,30 +163,33 @@ def choose_model(config: DreamConfig, *, cache_dir: Path | None = None) -> Dream
     return replace(config, model=model, model_why=why)
 
 
-def _named_network(config: DreamConfig) -> tuple[str, str] | None:
-    """(model, why) when ``--weights``, ``--layers`` or ``--channels`` name a network."""
+def _named_network(config: DreamConfig, look_layers: Sequence[str]) -> tuple[str, str] | None:
+    """(model, why) when ``--weights``, ``--layers``, ``--channels`` or the ``--look`` name a
+    network."""
     if config.weights is not None:
         return OFFLINE_MODEL, "--weights gives a local VGG16 file"
     given = (
         ("--layers", set(config.layers)),
         ("--channels", {layer for layer, _ in config.channels if layer}),
+        ("--look", set(look_layers)),
     )
     for flag, names in given:
         if names & set(VGG16_LAYER_NAMES):
-            return OFFLINE_MODEL, f"{flag} name VGG16 layers"
+            return OFFLINE_MODEL, f"{flag} names VGG16 layers"
         if names & set(INCEPTION_LAYER_NAMES):
-            return SEED_MODEL, f"{flag} name {SEED_MODEL} layers"
+            return SEED_MODEL, f"{flag} names {SEED_MODEL} layers"
     return None
 
 
-def check_look(config: DreamConfig) -> Look:
-    """Checks the model (``auto`` decided by ``choose_model``, unless it was already), layers,
-    ``--channels`` and ``--guide``; decodes the guide once.
+def check_look(config: DreamConfig, *, look_layers: Sequence[str] = ()) -> Look:
+    """Checks the model (``auto`` decided by ``choose_model``, unless it was already; a saved
+    ``--look``'s ``look_layers`` count there), layers, ``--channels`` and ``--guide``; decodes
+    the guide once.
 
     Raises:
         ModelError, LayerError, SourceError: with a one-line reason.
     """
-    config = choose_model(config)
+    config = choose_model(config, look_layers=look_layers)
     spec = get_spec(config.model)
     try:
         layers = check_layers(spec, config.layers)

@@ -20,6 +20,7 @@ from livedream.doctor import checks
 from livedream.dream import Dreamer
 from livedream.errors import ModelError
 from livedream.models import MODELS, get_spec, hed_weights_path
+from livedream.plan import check_request
 from livedream.preview import KeyHandler
 from livedream.resolve import check_look, choose_model, resolve_here
 
@@ -47,10 +48,10 @@ def plant(home: Path, content: bytes = STAND_IN) -> Path:
     [
         (False, [], "vgg16_hed", "no inception_v3 weights here"),
         (True, [], "inception_v3", "its ImageNet weights are here"),
-        (True, ["--layers", "block4_conv3"], "vgg16_hed", "--layers name VGG16 layers"),
-        (True, ["--channels", "block4_conv3:43"], "vgg16_hed", "--channels name VGG16 layers"),
+        (True, ["--layers", "block4_conv3"], "vgg16_hed", "--layers names VGG16 layers"),
+        (True, ["--channels", "block4_conv3:43"], "vgg16_hed", "--channels names VGG16 layers"),
         (True, ["--weights", str(hed_weights_path())], "vgg16_hed", "--weights gives a local"),
-        (False, ["--layers", "mixed4"], "inception_v3", "--layers name inception_v3 layers"),
+        (False, ["--layers", "mixed4"], "inception_v3", "--layers names inception_v3 layers"),
         (True, ["--model", "vgg16_hed"], "vgg16_hed", ""),
         (True, ["--demo"], "vgg16_hed", "--demo runs the bundled model"),
     ],
@@ -64,6 +65,23 @@ def test_auto_runs_inception_where_its_weights_are_unless_the_flags_name_vgg(
     look = check_look(config.dream)  # the door: where the run's model is decided
     assert look.spec.name == model and look.settings.model == model
     assert look.settings.model_why.startswith(why) and bool(why) == bool(look.settings.model_why)
+
+
+def test_a_saved_look_on_vgg_layers_keeps_auto_on_vgg(
+    keras_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A look saved before the Inception weights came keeps working after they come."""
+    plant(keras_home)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    folder = tmp_path / "config" / "livedream" / "looks"
+    folder.mkdir(parents=True)
+    (folder / "eyes.toml").write_text(
+        'layers = ["block4_conv3"]\n[channels]\nblock4_conv3 = [43]\n'
+    )
+    config, _ = parse_args(["--look", "eyes"])
+    look = check_request(config)
+    assert (look.spec.name, look.settings.model_why) == ("vgg16_hed", "--look names VGG16 layers")
+    assert check_request(parse_args([])[0]).spec.name == "inception_v3"
 
 
 def test_an_empty_weights_file_is_no_weights(keras_home: Path) -> None:
