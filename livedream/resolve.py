@@ -1,11 +1,11 @@
 """The resolved dream: what is dreamed and how, decided once at the door and frozen.
 
 ``choose_model`` turns ``--model auto`` into a network, once; ``check_look`` checks the model,
-layers, ``--channels`` and ``--guide`` against the registry
-before TensorFlow starts (in well under a second); ``resolve_dream`` adds the precision and
-compile mode for the device once it is known. Everything downstream (the dreamer, the step,
-the controls, the keys, the status table) takes the ``ResolvedDream``, or the part it needs:
-nobody looks a model up by name or decides the precision again. No TensorFlow here.
+layers, ``--channels`` and ``--guide`` against the registry before TensorFlow starts (in well
+under a second); ``resolve_dream`` adds the precision and compile mode for the device once it
+is known. Everything downstream (the dreamer, the step, the controls, the keys, the status
+table) takes the ``ResolvedDream``, or the part it needs: nobody looks a model up by name or
+decides the precision again. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -144,10 +144,10 @@ def choose_model(
     Auto runs ``vgg16_hed`` when ``--weights`` gives a local file (the bundled network's, which
     reads both VGG16 layouts) or ``--layers``/``--channels`` (or, after them, the layers of a
     saved ``--look``: ``look_layers``) name VGG16 layers; ``inception_v3`` when they name its
-    ``mixedN`` layers; otherwise ``inception_v3`` where its ImageNet weights
-    are in Keras' cache (``cache_dir``: that folder), else ``vgg16_hed``. The cache is only looked
-    at (is the file there, not empty), not hashed: start-up stays instant, ``--get-weights``
-    puts only a checked file there, and Keras checks the hash itself when it loads the file.
+    ``mixedN`` layers; otherwise ``inception_v3`` where its ImageNet weights are in Keras'
+    cache (``cache_dir``: that folder), else ``vgg16_hed``. The cache is only looked at (is the
+    file there, not empty), not hashed: start-up stays instant, ``--get-weights`` puts only a
+    checked file there, and Keras checks the hash itself when it loads the file.
     """
     if config.model != AUTO_MODEL:
         return config
