@@ -32,6 +32,12 @@ from livedream.models import (
 
 LayerSet = tuple[str, ...]
 
+# What --model auto runs: the seed's model where its weights are here, else the offline one.
+SEED_MODEL, OFFLINE_MODEL = "inception_v3", "vgg16_hed"
+# Why, when no flag named a network: the status row says these (a flag's the user knows).
+WEIGHTS_HERE, NO_WEIGHTS = "its ImageNet weights are here", f"no {SEED_MODEL} weights here"
+MACHINE_REASONS = (WEIGHTS_HERE, NO_WEIGHTS)
+
 
 @dataclass(frozen=True, eq=False)
 class Look:
@@ -61,6 +67,14 @@ class Look:
     def guided(self) -> bool:
         """The dream starts guided: on whenever a guide was given (``g`` turns it off)."""
         return self.guide is not None
+
+    def model_row(self, layers: Sequence[str]) -> str:
+        """The status table's and overlay's model row for ``layers`` (the keys may change them):
+        the model and, when ``--model auto`` chose it by what is on this machine, why."""
+        why = self.settings.model_why
+        return f"{self.spec.name} ({','.join(layers)})" + (
+            f", auto: {why}" if why in MACHINE_REASONS else ""
+        )
 
     @property
     def size(self) -> DreamSize:
@@ -130,10 +144,6 @@ def load_guide(path: Path) -> np.ndarray:
     return np.array(source.image)
 
 
-# What --model auto runs: the seed's model where its weights are here, else the offline one.
-SEED_MODEL, OFFLINE_MODEL = "inception_v3", "vgg16_hed"
-
-
 def choose_model(
     config: DreamConfig, *, look_layers: Sequence[str] = (), cache_dir: Path | None = None
 ) -> DreamConfig:
@@ -157,9 +167,9 @@ def choose_model(
     if named is not None:
         model, why = named
     elif have_weights(SEED_MODEL, cache_dir=cache_dir):
-        model, why = SEED_MODEL, "its ImageNet weights are here"
+        model, why = SEED_MODEL, WEIGHTS_HERE
     else:
-        model, why = OFFLINE_MODEL, f"no {SEED_MODEL} weights here"
+        model, why = OFFLINE_MODEL, NO_WEIGHTS
     return replace(config, model=model, model_why=why)
 
 

@@ -420,7 +420,7 @@ def test_a_terminal_shows_the_live_status_table(tmp_path: Path, vcam_env: FakeCa
     text = console.export_text()
     for row in ("capture", "dream", "output", "latency", "p95", "dream age", "6 out", "dropped"):
         assert row in text
-    assert "vgg16_hed (block2_conv2), auto: --layers names VGG16 layers" in text
+    assert "vgg16_hed (block2_conv2)" in text
     assert "64x48, 2 steps of 0.0120" in text
 
 

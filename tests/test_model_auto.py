@@ -97,6 +97,15 @@ def test_the_look_follows_the_chosen_model(keras_home: Path) -> None:
     assert look.spec is MODELS["inception_v3"]
     assert look.layers == ("mixed3", "mixed5")  # the seed's layers
     assert look.settings.model == "inception_v3"
+    # The status row says which model runs, and why when the machine decided it.
+    assert look.model_row(look.layers) == (
+        "inception_v3 (mixed3,mixed5), auto: its ImageNet weights are here"
+    )
+    assert bundled.model_row(("block3_conv3",)) == (
+        "vgg16_hed (block3_conv3), auto: no inception_v3 weights here"
+    )
+    named = check_look(DreamConfig(layers=("block3_conv3",)))
+    assert named.model_row(named.layers) == "vgg16_hed (block3_conv3)"  # the user named it
     names = [name for name, _ in look.channel_presets]
     assert names == ["mixed3:128", "mixed3:384", "mixed3:640", "mixed5:192", "mixed5:576"]
     # Settings decided once (by the CLI) are not decided again by the look.
