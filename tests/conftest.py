@@ -56,7 +56,9 @@ __all__ = [
 
 # The dream most engine tests share: real weights, small, exact. The dream size is the
 # caller's (a step compiles once per shape); the model, layers and precision set the build.
-SHARED_DREAM = DreamConfig(layers=("block3_conv3",), dream_size=(64, 48), precision="float32")
+SHARED_DREAM = DreamConfig(
+    model="vgg16_hed", layers=("block3_conv3",), dream_size=(64, 48), precision="float32"
+)
 
 
 # --- media -------------------------------------------------------------------------------
