@@ -18,7 +18,9 @@ One process measures, after a burn-in each time (traces, compiles, caches):
    every output frame, and its flicker against the same frames dreamed fresh and with the carry;
 5. flicker: ``temporal.flicker`` of the default dreamer against one with no carry (blend 0);
 6. memory: the process's peak resident memory;
-7. peak: the step's FLOP rate over the fastest of its own conv layers timed alone.
+7. peak: the step's FLOP rate over the fastest of its own conv layers timed alone;
+   then ``step_ms_by_model``: one step of each model ``--model auto`` picks from, at 320x240,
+   interleaved (``model_cost.py``).
 8. control viewer (issue 19): output and dream fps of a live run with a viewer on the control
    page's MJPEG live view and without one, in interleaved stretches (``control.py``).
 
@@ -80,6 +82,8 @@ from livedream.runtime import (
     quiet_libraries,
 )
 from machine import SectionClock, load_avg, machine_info, peak_rss_mb, read_frames
+from model_cost import SIZE as MODEL_SIZE
+from model_cost import measure_models
 from pipeline_run import measure_breakdown, measure_flicker, measure_pipeline
 from report import noise_warnings, print_report, targets, targets_note, write_json
 from result import BenchResult
@@ -247,6 +251,8 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
     step_cost, auto_result = step_figures(variants, auto_name, near_pipeline_ms)
     section("peak", "peak: each conv layer's forward timed alone")
     peak = measure_peak(settings)
+    model_image = cv2.resize(image, MODEL_SIZE) if image.shape[1::-1] != MODEL_SIZE else image
+    step_ms_by_model = measure_models(model_image, rounds=reps, section=section)
 
     dream_only_fps = 1000.0 / (settings.steps * step_cost.auto_step_ms)
     result = BenchResult(
@@ -270,6 +276,7 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
         step_cost=step_cost,
         dream_only_fps=dream_only_fps,
         peak=peak,
+        step_ms_by_model=step_ms_by_model,
         output_vs_baseline=live.output_fps / baseline.baseline_fps,
         pipeline_efficiency=pipeline.pipeline_fps / dream_only_fps,
         speedup_vs_baseline=baseline.baseline_frame_ms / pipeline.frame_ms,

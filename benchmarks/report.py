@@ -407,6 +407,8 @@ def print_report(console: Console, r: BenchResult, variants: list[VariantResult]
         console.print(f"note: {r.targets_note}")
     for warning in r.noise:
         console.print(f"[yellow]noisy:[/] {warning}", highlight=False)
+    per_model = ", ".join(f"{name} {ms:.1f} ms" for name, ms in r.step_ms_by_model.items())
+    console.print(f"one step at 320x240 per model (auto precision): {per_model}", highlight=False)
     console.print(
         f"pipeline {r.pipeline.pipeline_fps:.2f} fps ({r.pipeline.frame_ms:.1f} ms/frame dream), "
         f"baseline {r.baseline.baseline_fps:.2f} fps "

@@ -60,6 +60,9 @@ class BenchResult:
     step_cost: StepFigures = field(metadata=FLAT)
     dream_only_fps: float  # 1000 / (K x auto_step_ms): what K compiled steps alone allow
     peak: PeakFigures = field(metadata=FLAT)
+    # median ms of one step at 320x240, auto precision: vgg16_hed on block4_conv3, inception_v3
+    # on mixed3,mixed5 (random weights: the same cost), interleaved rounds (model_cost.py)
+    step_ms_by_model: dict[str, float]
     output_vs_baseline: float  # the live run's output_fps / baseline_fps
     pipeline_efficiency: float  # pipeline_fps / dream_only_fps
     speedup_vs_baseline: float  # baseline_frame_ms / frame_ms

@@ -38,7 +38,7 @@ from livedream.flags import (
     quality_arg,
     size_arg,
 )
-from livedream.models import MODELS
+from livedream.models import AUTO_MODEL, MODEL_CHOICES
 from livedream.preview import KEYS_HELP
 
 __all__ = [  # the value checks live in ``flags``; the benchmark and soak script import them here
@@ -67,6 +67,8 @@ DEMO_FRAMES = 100
 DEMO_DREAM_EVERY = 3
 DEMO_SHORT_SIDE = 180
 DEMO_STEPS = 3
+# The bundled, offline model unless --model names another: the same first clip everywhere.
+DEMO_MODEL = "vgg16_hed"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,9 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     dream = parser.add_argument_group("dream")
     dream.add_argument(
         "--model",
-        choices=sorted(MODELS),
+        choices=MODEL_CHOICES,
         default=defaults.model,
-        help="network to dream with (vgg16_hed works offline)",
+        help="network to dream with; auto: inception_v3 where its weights are here "
+        "(--get-weights inception_v3), else vgg16_hed (works offline)",
     )
     dream.add_argument(
         "--weights",
@@ -349,8 +352,12 @@ def parse_args(
     parser = build_parser()
     args = parser.parse_args(argv)
     args.input = read_input(parser, args, os.environ if environ is None else environ)
+    # --model auto is decided at the door (resolve.choose_model); --demo keeps the bundled one.
+    named = args.layers or args.channels or args.weights  # these name the network themselves
+    demo_model = args.demo and args.model == AUTO_MODEL and not named
     dream = DreamConfig(
-        model=args.model,
+        model=DEMO_MODEL if demo_model else args.model,
+        model_why="--demo runs the bundled model" if demo_model else "",
         weights=args.weights,
         layers=args.layers or (),
         channels=tuple(args.channels or ()),

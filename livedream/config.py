@@ -63,7 +63,10 @@ class DreamConfig:
     unit standard deviation, so it means the same for every model whatever its preprocessing.
     """
 
-    model: str = "vgg16_hed"  # the offline model: works with no network
+    # auto: the seed's inception_v3 (~2.9x cheaper a step) where its weights are on this
+    # machine, else the bundled vgg16_hed, which works offline (livedream.resolve.choose_model)
+    model: str = "auto"
+    model_why: str = ""  # why auto chose ``model`` (set by choose_model); "" = named by the user
     weights: Path | None = None  # a local .h5 / .weights.h5 instead of the model's own
     layers: tuple[str, ...] = ()  # () = the model's default layers
     # (layer, channel numbers): dream only those channels; a layer "" = the one dreamed layer

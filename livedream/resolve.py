@@ -1,10 +1,11 @@
 """The resolved dream: what is dreamed and how, decided once at the door and frozen.
 
-``check_look`` checks the model, layers, ``--channels`` and ``--guide`` against the registry
-before TensorFlow starts (in well under a second); ``resolve_dream`` adds the precision and
-compile mode for the device once it is known. Everything downstream (the dreamer, the step,
-the controls, the keys, the status table) takes the ``ResolvedDream``, or the part it needs:
-nobody looks a model up by name or decides the precision again. No TensorFlow here.
+``choose_model`` turns ``--model auto`` into a network, once; ``check_look`` checks the model,
+layers, ``--channels`` and ``--guide`` against the registry before TensorFlow starts (in well
+under a second); ``resolve_dream`` adds the precision and compile mode for the device once it
+is known. Everything downstream (the dreamer, the step, the controls, the keys, the status
+table) takes the ``ResolvedDream``, or the part it needs: nobody looks a model up by name or
+decides the precision again. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -19,9 +20,23 @@ import numpy as np
 from livedream.config import DreamConfig, DreamSize
 from livedream.device import Device, choose_variant
 from livedream.errors import ChannelRangeError, LayerError, SourceError, UnknownLayerError
-from livedream.models import Channels, ModelSpec, check_layers, get_spec
+from livedream.models import (
+    AUTO_MODEL,
+    INCEPTION_LAYER_NAMES,
+    VGG16_LAYER_NAMES,
+    Channels,
+    ModelSpec,
+    check_layers,
+    get_spec,
+)
 
 LayerSet = tuple[str, ...]
+
+# What --model auto runs: the seed's model where its weights are here, else the offline one.
+SEED_MODEL, OFFLINE_MODEL = "inception_v3", "vgg16_hed"
+# Why, when no flag named a network: the status row says these (a flag's the user knows).
+WEIGHTS_HERE, NO_WEIGHTS = "its ImageNet weights are here", f"no {SEED_MODEL} weights here"
+MACHINE_REASONS = (WEIGHTS_HERE, NO_WEIGHTS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +67,14 @@ class Look:
     def guided(self) -> bool:
         """The dream starts guided: on whenever a guide was given (``g`` turns it off)."""
         return self.guide is not None
+
+    def model_row(self, layers: Sequence[str]) -> str:
+        """The status table's and overlay's model row for ``layers`` (the keys may change them):
+        the model and, when ``--model auto`` chose it by what is on this machine, why."""
+        why = self.settings.model_why
+        return f"{self.spec.name} ({','.join(layers)})" + (
+            f", auto: {why}" if why in MACHINE_REASONS else ""
+        )
 
     @property
     def size(self) -> DreamSize:
@@ -121,12 +144,62 @@ def load_guide(path: Path) -> np.ndarray:
     return np.array(source.image)
 
 
-def check_look(config: DreamConfig) -> Look:
-    """Checks the model, layers, ``--channels`` and ``--guide``; decodes the guide once.
+def choose_model(
+    config: DreamConfig, *, look_layers: Sequence[str] = (), cache_dir: Path | None = None
+) -> DreamConfig:
+    """``config`` with ``--model auto`` decided (``model_why`` says why); any other model is
+    kept as named. Called by ``check_look`` at the door, before anything asks which network
+    runs (a saved ``--look`` is checked against it there too); later callers see its name.
+
+    Auto runs ``vgg16_hed`` when ``--weights`` gives a local file (the bundled network's, which
+    reads both VGG16 layouts) or ``--layers``/``--channels`` (or, after them, the layers of a
+    saved ``--look``: ``look_layers``) name VGG16 layers; ``inception_v3`` when they name its
+    ``mixedN`` layers; otherwise ``inception_v3`` where its ImageNet weights are in Keras'
+    cache (``cache_dir``: that folder), else ``vgg16_hed``. The cache is only looked at (is the
+    file there, not empty), not hashed: start-up stays instant, ``--get-weights`` puts only a
+    checked file there, and Keras checks the hash itself when it loads the file.
+    """
+    if config.model != AUTO_MODEL:
+        return config
+    from livedream.weights import have_weights
+
+    named = _named_network(config, look_layers)
+    if named is not None:
+        model, why = named
+    elif have_weights(SEED_MODEL, cache_dir=cache_dir):
+        model, why = SEED_MODEL, WEIGHTS_HERE
+    else:
+        model, why = OFFLINE_MODEL, NO_WEIGHTS
+    return replace(config, model=model, model_why=why)
+
+
+def _named_network(config: DreamConfig, look_layers: Sequence[str]) -> tuple[str, str] | None:
+    """(model, why) when ``--weights``, ``--layers``, ``--channels`` or the ``--look`` name a
+    network."""
+    if config.weights is not None:
+        return OFFLINE_MODEL, "--weights gives a local VGG16 file"
+    given = (
+        ("--layers", set(config.layers)),
+        ("--channels", {layer for layer, _ in config.channels if layer}),
+        ("--look", set(look_layers)),
+    )
+    for flag, names in given:
+        if names & set(VGG16_LAYER_NAMES):
+            return OFFLINE_MODEL, f"{flag} names VGG16 layers"
+        if names & set(INCEPTION_LAYER_NAMES):
+            return SEED_MODEL, f"{flag} names {SEED_MODEL} layers"
+    return None
+
+
+def check_look(config: DreamConfig, *, look_layers: Sequence[str] = ()) -> Look:
+    """Checks the model (``auto`` decided by ``choose_model``, unless it was already; a saved
+    ``--look``'s ``look_layers`` count there), layers, ``--channels`` and ``--guide``; decodes
+    the guide once.
 
     Raises:
         ModelError, LayerError, SourceError: with a one-line reason.
     """
+    config = choose_model(config, look_layers=look_layers)
     spec = get_spec(config.model)
     try:
         layers = check_layers(spec, config.layers)

@@ -173,7 +173,7 @@ class StreamRun:
         return {
             "input": f"{source.name} {source.width}x{source.height} @ {source.fps:.3g} fps"
             + (f", {source.status}" if source.status else ""),
-            "model": f"{dream.spec.name} ({','.join(c.layers)})",
+            "model": dream.model_row(c.layers),
             "dream": f"{w}x{h}{how}, {c.steps} steps of {c.step_size:.4f}, "
             f"flow {'on' if c.flow else 'off'}, {dream.precision}, {dream.compile_mode}"
             + ("" if c.enabled else ", off"),

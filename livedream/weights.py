@@ -277,7 +277,9 @@ def _download(
     """Streams ``url`` into ``out`` with a progress bar; returns the bytes' hex digest."""
     request = urllib.request.Request(url, headers={"User-Agent": f"livedream/{__version__}"})
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        # An opener of its own: urlopen's shared one keeps the proxy settings of its first use
+        # in this process (Keras' own download may have made it), and they may be gone since.
+        response = urllib.request.build_opener().open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         raise DownloadError(
             f"could not download the {model} weights from {_where(url)}: the server answered "

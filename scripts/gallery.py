@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.imwrite(str(args.guide), rings())
     frame = read_frame(args.input, args.frame)
     # The live defaults at the dream size of a 640x272 clip; steps 3 for a clear look.
-    base = DreamConfig(dream_size=TILE, steps=3)
+    base = DreamConfig(model="vgg16_hed", dream_size=TILE, steps=3)  # the README's pictures
     steps: dict[object, DreamStep] = {}
     tiles = [caption(cv2.resize(frame, TILE, interpolation=cv2.INTER_AREA), "the frame")]
     for text, config in looks(base, args.guide):

@@ -4,7 +4,10 @@ one built dream step per model setting for the whole session."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # pytest-xdist runs the suite in several worker processes (``-n``). Each gets its share of the
 # cores, set before TensorFlow or OpenCV starts a thread pool: a worker whose TensorFlow took
@@ -16,6 +19,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     )
     for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OPENCV_FOR_THREADS_NUM"):
         os.environ.setdefault(_name, _threads)
+
+# Every test, and every livedream process a test starts, sees an empty Keras cache, set before
+# Keras is imported (it reads KERAS_HOME once): --model auto then runs the bundled vgg16_hed,
+# offline, on a developer's machine that holds the Inception weights as on CI. Tests that want
+# weights plant them in a cache of their own.
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="livedream-test-keras-")
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +54,8 @@ from livedream.config import DreamConfig
 if TYPE_CHECKING:
     from livedream.dream import DreamStep
 
+atexit.register(shutil.rmtree, os.environ["KERAS_HOME"], ignore_errors=True)
+
 # Older test modules import these from conftest; helpers is their home now.
 __all__ = [
     "FAKE_BACKEND",
@@ -58,7 +69,9 @@ __all__ = [
 
 # The dream most engine tests share: real weights, small, exact. The dream size is the
 # caller's (a step compiles once per shape); the model, layers and precision set the build.
-SHARED_DREAM = DreamConfig(layers=("block3_conv3",), dream_size=(64, 48), precision="float32")
+SHARED_DREAM = DreamConfig(
+    model="vgg16_hed", layers=("block3_conv3",), dream_size=(64, 48), precision="float32"
+)
 
 
 @pytest.hookimpl(optionalhook=True)

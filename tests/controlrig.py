@@ -33,6 +33,7 @@ from livedream.resolve import resolve_here
 from livedream.sources import SyntheticSource
 
 RIG_DREAM = DreamConfig(
+    model="vgg16_hed",  # the page's lists are this model's
     layers=("block2_conv2",),
     dream_size=(64, 48),
     precision="float32",

@@ -48,7 +48,7 @@ def test_help_shows_every_flag_with_its_default(capsys: pytest.CaptureFixture[st
         "--demo",
     ):
         assert flag in out
-    assert "(default: vgg16_hed)" in out
+    assert "(default: auto)" in out  # --model: inception_v3 or vgg16_hed, as this machine has
     assert "(default: 2)" in out  # steps per frame
     assert "q/Esc quit" in out
 

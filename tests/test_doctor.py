@@ -240,7 +240,10 @@ def test_the_weights_rows_say_which_model_runs_and_how_to_get_the_other(
 ) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     rows = {row.check: row for row in checks.check_keras_cache()}
-    assert rows["model"].detail.startswith("vgg16_hed runs by default (bundled, works offline)")
+    assert rows["model"].detail.startswith(
+        "vgg16_hed runs by default (--model auto: no inception_v3 weights here; bundled, "
+        "works offline)"
+    )
     assert rows["model"].fix == "livedream --get-weights inception_v3"
     assert f"{tmp_path / 'models'} (not created yet)" == rows["keras cache"].detail
     for model in ("inception_v3", "vgg16"):
@@ -250,8 +253,11 @@ def test_the_weights_rows_say_which_model_runs_and_how_to_get_the_other(
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / KERAS_WEIGHTS["inception_v3"].filename).write_bytes(b"\0" * 2_000_000)
     rows = {row.check: row for row in checks.check_keras_cache()}
-    assert "inception_v3's weights are here: --model inception_v3 uses them" in rows["model"].detail
-    assert rows["model"].fix == ""
+    # Auto would pick the planted file: the doctor hashes it and says it is not Keras' file.
+    assert rows["model"].status == "problem"
+    assert rows["model"].detail.startswith("--model auto picks inception_v3")
+    assert "does not match Keras' hash" in rows["model"].detail
+    assert rows["model"].fix == "livedream --get-weights inception_v3"
     assert rows["inception_v3 weights"].detail.startswith("downloaded: ")
     assert "(2 MB): --model inception_v3 builds offline" in rows["inception_v3 weights"].detail
     assert rows["inception_v3 weights"].fix == ""

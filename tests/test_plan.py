@@ -363,7 +363,10 @@ def test_chosen_layers_and_channels_come_first_in_the_cycles() -> None:
 @pytest.mark.parametrize(
     ("config", "words"),
     [
-        (DreamConfig(layers=("mixed3",)), ["no layer 'mixed3'", "block5_conv3", "(--layers A,B)"]),
+        (
+            DreamConfig(model="vgg16_hed", layers=("mixed3",)),
+            ["no layer 'mixed3'", "block5_conv3", "(--layers A,B)"],
+        ),
         (
             DreamConfig(layers=("block3_conv3",), channels=(("", (256,)),)),
             ["block3_conv3 of vgg16_hed has 256 channels, got channel 256", "from 0 to 255"],

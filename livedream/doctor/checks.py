@@ -316,20 +316,38 @@ def check_bundled_weights() -> list[CheckResult]:
 
 
 def check_keras_cache() -> list[CheckResult]:
-    """Which model runs by default, how to get the seed's, and which weights Keras holds."""
+    """Which model runs by default (``--model auto``), how to get the other, and which weights
+    Keras holds. Here the seed's file is hashed too: a damaged one would make auto pick it."""
     from livedream.config import DreamConfig
+    from livedream.resolve import OFFLINE_MODEL, SEED_MODEL, choose_model
 
-    default, seed = DreamConfig().model, "inception_v3"
-    runs = f"{default} runs by default (bundled, works offline)"
-    if have_weights(seed):
-        rows = [info("model", f"{runs}; {seed}'s weights are here: --model {seed} uses them")]
+    chosen = choose_model(DreamConfig())
+    if chosen.model == SEED_MODEL and not have_weights(SEED_MODEL, verify=True):
+        rows = [
+            problem(
+                "model",
+                f"--model auto picks {SEED_MODEL} ({chosen.model_why}), but its weights file "
+                "does not match Keras' hash: the run would download it again",
+                f"livedream --get-weights {SEED_MODEL}",
+            )
+        ]
+    elif chosen.model == SEED_MODEL:
+        rows = [
+            info(
+                "model",
+                f"{SEED_MODEL} runs by default (--model auto: {chosen.model_why}); "
+                f"--model {OFFLINE_MODEL} runs the bundled one",
+            )
+        ]
     else:
         rows = [
             CheckResult(
                 "model",
                 "info",
-                f"{runs}; the seed's {seed} needs its ImageNet weights, downloaded once",
-                f"livedream --get-weights {seed}",
+                f"{OFFLINE_MODEL} runs by default (--model auto: {chosen.model_why}; bundled, "
+                f"works offline); {SEED_MODEL}, cheaper a step, runs by default once "
+                "its ImageNet weights are downloaded",
+                f"livedream --get-weights {SEED_MODEL}",
             )
         ]
     folder = keras_models_dir()
