@@ -11,11 +11,12 @@ keyframe costs and keeps the largest size of a ladder whose refresh rate holds a
 
 The cost of a keyframe grows with its pixels (the convolutions dominate), so the rung in use
 (measured now, under today's load) predicts the others. Hysteresis: the governor steps down
-when the rate falls ``HYSTERESIS`` below the target, up only to rungs predicted ``HYSTERESIS``
-above it, never sooner than ``SETTLE`` keyframes after a change, and a rung found too slow is
-not tried again for ``RETRY_AFTER_S``. Each size is compiled once (a trace), on the dream
-thread, off the output path: the first keyframe at a new size carries that trace and is not
-measured.
+when the rate falls ``HYSTERESIS`` below the target, up only to rungs predicted to hold the
+target itself (the prediction by pixels overstates a larger rung's cost, so a climb lands at or
+above the target), never sooner than ``SETTLE`` keyframes after a change, and a rung found
+too slow is not tried again for ``RETRY_AFTER_S``. Each size is compiled once (a trace), on
+the dream thread, off the output path: the first keyframe at a new size carries that trace and
+is not measured.
 
 Pure logic: no TensorFlow, no threads, no clock of its own (the caller passes ``now``).
 """
@@ -34,7 +35,10 @@ SMALLEST_SHORT_SIDE = 96  # below this the dream is a blur on a webcam picture
 # Where the climb starts: 160x120 refreshes ~7 times a second on the slow 2-vCPU AMD host (the
 # dream shows within a second everywhere); a faster machine climbs from there.
 START_SHORT_SIDE = 160
-HYSTERESIS = 0.15  # a rate this far below the target steps down; this far above, up
+# A rate this far below the target steps down; a climb needs the target itself: the band between
+# keeps a size that holds the target by a hair from flapping. With no margin on the way up, a
+# machine whose fixed 320x240 just holds the target climbs to it (the Xeon's 6.3 for 6).
+HYSTERESIS = 0.15
 SETTLE = 3  # keyframes measured at a size before the governor may leave it
 EMA = 0.35  # weight of the newest keyframe in a rung's running cost
 # A rung that was measured too slow is not tried again for this many seconds: load and motion
@@ -204,8 +208,8 @@ class SizeGovernor:
         return 0
 
     def _best_above(self, now: float) -> int:
-        """The largest rung above this one predicted to hold the target with the hysteresis'
-        margin, below any rung found too slow in the last ``RETRY_AFTER_S``; this one if none.
+        """The largest rung above this one predicted to hold the target, below any rung found
+        too slow in the last ``RETRY_AFTER_S``; this one if none.
         The prediction by pixels overestimates larger rungs (a keyframe's fixed costs do not
         grow), so a climb of several rungs at once never overshoots by the model's account."""
         best = self.rung
@@ -214,7 +218,7 @@ class SizeGovernor:
             if since is not None and now - since < RETRY_AFTER_S:
                 break
             cost = self.cost(rung)
-            if cost is None or 1.0 / cost < self.goal_hz * (1.0 + HYSTERESIS):
+            if cost is None or 1.0 / cost < self.goal_hz:
                 break
             best = rung
         return best
