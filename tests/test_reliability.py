@@ -512,6 +512,10 @@ def test_soak_script_runs_a_short_soak(tmp_path: Path) -> None:
             str(ROOT / "scripts" / "soak.py"),
             *("--frames", "60", "--fps", "30", "--dream-size", "64x48"),
             *("--layers", "block2_conv2", "--precision", "float32", "--json", str(report)),
+            # Two seconds of TensorFlow still warming up its allocator say nothing of a leak
+            # (+6% seen on a loaded host, old code and new): the 2% bound is make soak's, over
+            # 10,000 frames. Here the script's mechanics are checked, and a runaway growth.
+            *("--max-growth", "20"),
         ],
         capture_output=True,
         text=True,

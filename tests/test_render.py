@@ -99,8 +99,13 @@ def test_interrupted_render_keeps_its_sound_up_to_its_last_frame(tmp_path: Path)
     render = LivedreamProcess(["-i", str(clip), "-o", str(out), *FAST])
     try:
         # Some frames dreamed: the encoder flushed its first ones to the hidden file.
-        temp = out.with_name(f".{out.name}.partial{out.suffix}")
-        wait_for(lambda: temp.exists() and temp.stat().st_size > 1000, 300, "frames written")
+        # The run's own hidden file (.NAME.<random>.partial.EXT): it holds the first frames.
+        hidden = f".{out.name}.*.partial*"
+        wait_for(
+            lambda: any(p.stat().st_size > 1000 for p in out.parent.glob(hidden)),
+            300,
+            "frames written",
+        )
         render.proc.send_signal(signal.SIGINT)
         assert render.wait(20) == 130
     finally:
