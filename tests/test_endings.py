@@ -46,7 +46,7 @@ from livedream.cli import main
 from livedream.errors import SourceLostError
 from livedream.sources import WebcamSource
 
-RENDER_ARGS = ["--dream-size", "128x96", "--layers", "block3_conv3", "--precision", "float32"]
+RENDER_ARGS = FAST  # 64x48 on block2_conv2: frames go out fast, the file grows soon
 EXIT_WITHIN = 2.0  # seconds from Ctrl-C or SIGTERM to exit (the promise)
 
 
