@@ -120,11 +120,12 @@ def test_a_key_pressed_in_the_preview_shows_on_the_page(
     open_page(browser, rig)
     steps = rig.controls.steps
     assert page_value(browser, "steps") == str(steps)
-    window = PreviewWindow("livedream control test", keys=rig.keys)
+    title = "livedream control test"
+    window = PreviewWindow(title, keys=rig.keys)
     try:
         window.write(rig.source.frame_at(0))
-        wait_for(lambda: (window.idle(), x_screen.find_window(window.title))[1], 10, "the window")
-        x_screen.press_key("bracketright", window_title=window.title)  # ]: one more step
+        wait_for(lambda: (window.idle(), x_screen.find_window(title))[1], 10, "the window")
+        x_screen.press_key("bracketright", window_title=title)  # ]: one more step
         wait_for(lambda: (window.idle(), rig.controls.steps == steps + 1)[1], 10, "the ] key")
     finally:
         window.close()
