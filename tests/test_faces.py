@@ -6,6 +6,7 @@ loses it or the scene cuts. Real model (vgg16_hed) at small sizes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,6 +63,21 @@ def render(
     return frames
 
 
+@pytest.fixture(scope="module")
+def rendered(photo_path: Path, shared_step: DreamStep) -> Callable[..., list[np.ndarray]]:
+    """``render`` of the photo, each setting rendered once for the module (the tests compare
+    the same renders; none changes the frames it gets)."""
+    done: dict[tuple[float, bool, bool], list[np.ndarray]] = {}
+
+    def get(*, strength: float, tracker: bool = True, k: bool = False) -> list[np.ndarray]:
+        key = (strength, tracker, k)
+        if key not in done:
+            done[key] = render(photo_path, shared_step, strength=strength, tracker=tracker, k=k)
+        return done[key]
+
+    return get
+
+
 def test_the_detector_finds_the_test_face() -> None:
     boxes = HaarDetector().detect(face_photo(SIZE))
     assert len(boxes) == 1
@@ -70,11 +86,11 @@ def test_the_detector_finds_the_test_face() -> None:
 
 
 def test_a_face_keeps_at_most_half_the_dream_at_strength_0_2(
-    photo_path: Path, shared_step: DreamStep
+    rendered: Callable[..., list[np.ndarray]],
 ) -> None:
     original = face_photo(SIZE).astype(np.float32)
-    frames = render(photo_path, shared_step, strength=0.2)
-    plain = render(photo_path, shared_step, strength=1.0)
+    frames = rendered(strength=0.2)
+    plain = rendered(strength=1.0)
     for out, unprotected in zip(frames[2:], plain[2:], strict=True):
         inside, outside = region_means(np.abs(out - original).mean(axis=2), FACE_BOX)
         assert inside <= 0.5 * outside, (inside, outside)
@@ -84,16 +100,13 @@ def test_a_face_keeps_at_most_half_the_dream_at_strength_0_2(
 
 
 def test_strength_1_and_the_k_key_give_the_unprotected_picture(
-    photo_path: Path, shared_step: DreamStep
+    rendered: Callable[..., list[np.ndarray]],
 ) -> None:
-    unprotected = render(photo_path, shared_step, strength=1.0, tracker=False)
-    for frames in (
-        render(photo_path, shared_step, strength=1.0),
-        render(photo_path, shared_step, strength=0.2, k=True),
-    ):
+    unprotected = rendered(strength=1.0, tracker=False)
+    for frames in (rendered(strength=1.0), rendered(strength=0.2, k=True)):
         for out, plain in zip(frames, unprotected, strict=True):
             np.testing.assert_array_equal(out, plain)
-    protected = render(photo_path, shared_step, strength=0.2)
+    protected = rendered(strength=0.2)
     assert any(
         np.abs(a.astype(int) - b).max() > 10 for a, b in zip(protected, unprotected, strict=True)
     )

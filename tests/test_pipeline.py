@@ -38,10 +38,10 @@ def step(shared_step: DreamStep) -> DreamStep:
     return shared_step
 
 
-def make_dreamer(step: DreamStep) -> Callable[[], Dreamer]:
+def make_dreamer(step: DreamStep, config: DreamConfig = CONFIG) -> Callable[[], Dreamer]:
     """The pipeline's dreamer on the shared ``step``; the dream is resolved here, not in the
     dream thread."""
-    dream = resolve_here(CONFIG)
+    dream = resolve_here(config)
     return lambda: Dreamer(dream, step=step)
 
 
@@ -88,7 +88,8 @@ def test_file_to_file_pipeline_loses_no_frame(
 ) -> None:
     clip = write_video(tmp_path / "clip.avi", frames=24, width=160, height=120)
     source = VideoFileSource(clip)
-    with RenderPipeline(source, make_dreamer(step)) as pipeline:
+    # Every frame goes out whatever the dream's size: the session's 64x48 dream is enough.
+    with RenderPipeline(source, make_dreamer(step, SHARED_DREAM)) as pipeline:
         frames = collect(pipeline, 100)
     assert pipeline.ended
     assert [f.index for f in frames] == list(range(24))

@@ -49,8 +49,6 @@ from livedream.sources import SyntheticSource, VideoFileSource, WebcamSource
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = SHARED_DREAM  # the session's shared dream step at 64x48
-RENDER_ARGS = ["--dream-size", "128x96", "--layers", "block3_conv3", "--precision", "float32"]
-EXIT_WITHIN = 2.0  # seconds from Ctrl-C or SIGTERM to exit (the promise)
 
 
 @pytest.fixture

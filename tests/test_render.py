@@ -3,6 +3,7 @@ input frame (``--dream-every``, ``--realtime``), and a file played live starts d
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from pathlib import Path
 
@@ -99,13 +100,14 @@ def test_interrupted_render_keeps_its_sound_up_to_its_last_frame(tmp_path: Path)
     render = LivedreamProcess(["-i", str(clip), "-o", str(out), *FAST])
     try:
         # Some frames dreamed: the encoder flushed its first ones to the hidden file.
-        # The run's own hidden file (.NAME.<random>.partial.EXT): it holds the first frames.
-        hidden = f".{out.name}.*.partial*"
-        wait_for(
-            lambda: any(p.stat().st_size > 1000 for p in out.parent.glob(hidden)),
-            300,
-            "frames written",
-        )
+        # The run's own hidden file: .dream.mp4.<random>.partial.mp4 (livedream.sinks.files).
+        def written() -> bool:
+            for temp in tmp_path.glob(".dream.mp4.*.partial.mp4"):
+                with contextlib.suppress(FileNotFoundError):  # renamed once the render ends
+                    return temp.stat().st_size > 1000
+            return False
+
+        wait_for(written, 300, "frames written")
         render.proc.send_signal(signal.SIGINT)
         assert render.wait(20) == 130
     finally:

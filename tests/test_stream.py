@@ -323,9 +323,12 @@ def test_video_at_a_url_is_read_frame_for_frame(clip_url: str) -> None:
     assert frames == 40
 
 
-def test_video_at_a_url_rendered_to_a_file_has_every_frame(clip_url: str, tmp_path: Path) -> None:
+def test_video_at_a_url_rendered_to_a_file_has_every_frame(
+    clip_url: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out.mp4"
-    code, output, _ = livedream("-i", clip_url, "-o", str(out), *FAST, timeout=300)
+    code = main(["-i", clip_url, "-o", str(out), *FAST])
+    output = capfd.readouterr().err
     assert code == 0, output
     assert "a video of 40 frames" in output
     assert count_frames(out) == 40
@@ -374,13 +377,16 @@ def test_server_that_stalls_is_one_line_within_the_bound(tmp_path: Path) -> None
     assert PASSWORD not in output
 
 
-def test_live_stream_run_never_prints_a_secret(camera: MjpegServer, tmp_path: Path) -> None:
+def test_live_stream_run_never_prints_a_secret(
+    camera: MjpegServer, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "call.mp4"
     url = camera.url_with_login("me", PASSWORD) + f"?user=me&pwd={PASSWORD}&token={PASSWORD}"
-    # --max-frames ends the live run by itself once 20 frames are recorded.
-    code, output, _ = livedream(
-        "-i", url, "-o", str(out), "--max-frames", "20", "--verbose", *FAST, timeout=300
-    )
+    # --max-frames ends the live run by itself once 20 frames are recorded. In this process:
+    # capfd holds file descriptors 1 and 2, where FFmpeg's own lines would go too.
+    code = main(["-i", url, "-o", str(out), "--max-frames", "20", "--verbose", *FAST])
+    captured = capfd.readouterr()
+    output = captured.out + captured.err
     assert code == 0, output
     assert PASSWORD not in output
     assert f"opened http://me:***@127.0.0.1:{camera.port}/video?user=me&pwd=***&token=***" in output

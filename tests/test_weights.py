@@ -11,6 +11,7 @@ import io
 import os
 import signal
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,6 +94,9 @@ def keras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KERAS_HOME", str(home))
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
+    # urlopen's opener reads the proxies once, at the first download in the process: one an
+    # earlier test built under a fake proxy (test_models' offline test) would still use it.
+    monkeypatch.setattr(urllib.request, "_opener", None)
     return home
 
 
