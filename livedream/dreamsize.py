@@ -187,9 +187,9 @@ class SizeGovernor:
         rate = 1.0 / max(1e-6, self._cost[self.rung])
         if rate < self.goal_hz * (1.0 - HYSTERESIS) and self.rung > 0:
             self._too_slow_at[self.rung] = now
-            self._move(self._best_below(), now)
+            self._move(self._best_below())
         else:
-            self._move(self._best_above(now), now)
+            self._move(self._best_above(now))
         return self.size
 
     def retarget(self, target_hz: float) -> None:
@@ -223,8 +223,7 @@ class SizeGovernor:
             best = rung
         return best
 
-    def _move(self, rung: int, now: float) -> None:
-        del now  # kept for symmetry with observe: moves are decided on the caller's clock
+    def _move(self, rung: int) -> None:
         if rung == self.rung:
             return
         self.rung = rung
@@ -284,9 +283,3 @@ class DreamSizer:
             self.target_hz = rate
             if self.governor is not None:
                 self.governor.retarget(rate)
-
-    def describe(self) -> str:
-        """How the size is chosen, for the status table: ``auto, 6/s`` or ``fixed``."""
-        if self.fixed is None and self.auto:
-            return f"auto for {self.target_hz:g} dreams/s"
-        return "fixed"

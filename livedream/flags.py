@@ -124,16 +124,8 @@ def dream_size_arg(text: str) -> tuple[int, int] | str:
     return size_arg(text)
 
 
-def dream_rate_arg(text: str) -> float:
-    """``--dream-rate``: dreams a second, from 0.5 to 30 (a camera's rate)."""
-    expected = f"expected dreams a second from {MIN_DREAM_RATE:g} to {MAX_DREAM_RATE:g}"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
-    if not MIN_DREAM_RATE <= value <= MAX_DREAM_RATE:
-        raise argparse.ArgumentTypeError(f"{expected}, got {text}")
-    return value
+# ``--dream-rate``: dreams a second, up to a camera's rate (the control page takes the same).
+dream_rate_arg = float_in(MIN_DREAM_RATE, MAX_DREAM_RATE)
 
 
 def quality_arg(text: str) -> int:

@@ -91,6 +91,23 @@ def media_dir() -> Path:
     return MEDIA_DIR
 
 
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-frame 160x120 MJPG clip in a folder anyone may read (for the non-root run)."""
+    return _write_video(tmp_path_factory.mktemp("clip") / "clip.avi", frames=40)
+
+
+@pytest.fixture
+def no_tensorflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails a ``main()`` run that gets as far as starting TensorFlow."""
+    import livedream.cli
+
+    def refuse(verbose: bool) -> None:
+        raise AssertionError("TensorFlow was started: the input was not stopped at the door")
+
+    monkeypatch.setattr(livedream.cli, "import_tensorflow", refuse)
+
+
 @pytest.fixture
 def numbered_frame() -> NumberedFrame:
     """``(index, width, height) -> frame``: a frame whose colour encodes its index."""

@@ -35,9 +35,6 @@ from helpers import (
     stream_run,
     wait_for,
 )
-from helpers import (
-    write_video as write_clip,
-)
 from rich.console import Console
 
 import livedream.cli
@@ -49,22 +46,6 @@ from livedream.sources import WebcamSource
 
 RENDER_ARGS = FAST  # 64x48 on block2_conv2: frames go out fast, the file grows soon
 EXIT_WITHIN = 2.0  # seconds from Ctrl-C or SIGTERM to exit (the issue's promise)
-
-
-@pytest.fixture
-def no_tensorflow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fails a ``main()`` run that gets as far as starting TensorFlow."""
-
-    def refuse(verbose: bool) -> None:
-        raise AssertionError("TensorFlow was started: the input was not stopped at the door")
-
-    monkeypatch.setattr(livedream.cli, "import_tensorflow", refuse)
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 40-frame 160x120 MJPG clip in a folder anyone may read (for the non-root run)."""
-    return write_clip(tmp_path_factory.mktemp("clip") / "clip.avi", frames=40)
 
 
 # --- outputs refused at the door --------------------------------------------------------------

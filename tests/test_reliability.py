@@ -34,11 +34,7 @@ from helpers import (
     one_line,
     run_livedream,
 )
-from helpers import (
-    write_video as write_clip,
-)
 
-import livedream.cli
 from livedream.cli import main
 from livedream.dream import Dreamer, DreamStep
 from livedream.errors import SourceLostError
@@ -56,22 +52,6 @@ def tiny_dreamer(shared_step: DreamStep) -> Callable[[], Dreamer]:
     """Makes the pipeline's dreamer on the session's shared step (no model build per test)."""
     dream = resolve_here(TINY)  # here: the dream thread only builds the Dreamer
     return lambda: Dreamer(dream, step=shared_step)
-
-
-@pytest.fixture
-def no_tensorflow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fails a ``main()`` run that gets as far as starting TensorFlow."""
-
-    def refuse(verbose: bool) -> None:
-        raise AssertionError("TensorFlow was started: the input was not stopped at the door")
-
-    monkeypatch.setattr(livedream.cli, "import_tensorflow", refuse)
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 40-frame 160x120 MJPG clip in a folder anyone may read (for the non-root run)."""
-    return write_clip(tmp_path_factory.mktemp("clip") / "clip.avi", frames=40)
 
 
 # --- 1. bad input at the door ---------------------------------------------------------------
