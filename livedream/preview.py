@@ -226,6 +226,7 @@ class PreviewWindow(Sink):
         self._closed = False
         self._seen_visible = False
         self._size: tuple[int, int] | None = None
+        self._fitted = False  # the window was seen at self._size
         self.keys = keys
         self._overlay = overlay
         self._last: Frame | None = loading
@@ -290,14 +291,23 @@ class PreviewWindow(Sink):
         check_frame(frame)
         if not self.is_open():
             return KEY_NONE
-        size = (int(frame.shape[1]), int(frame.shape[0]))
-        if size != self._size:
-            # A normal window does not follow the image size by itself.
-            cv2.resizeWindow(self._title, *size)
-            self._size = size
+        self._fit(int(frame.shape[1]), int(frame.shape[0]))
         cv2.imshow(self._title, frame)
         key = int(cv2.waitKey(1))
         return KEY_NONE if key == -1 else key & 0xFF
+
+    def _fit(self, width: int, height: int) -> None:
+        """Sizes the window to the picture (a normal window does not follow the image size by
+        itself). Qt can map a new window at its own default size after an early resize, so the
+        size is asked again until the window was seen at it; after that a user's resize stays."""
+        if (width, height) != self._size:
+            self._size, self._fitted = (width, height), False
+            cv2.resizeWindow(self._title, width, height)
+        elif not self._fitted and self._seen_visible:
+            shown = tuple(cv2.getWindowImageRect(self._title)[2:])
+            self._fitted = shown == self._size
+            if not self._fitted:
+                cv2.resizeWindow(self._title, width, height)
 
     def close(self) -> None:
         """Destroy the window. Safe to call twice."""

@@ -141,6 +141,8 @@ class Interrupts:
         self.requested.set()
         if not self._deferred:
             raise KeyboardInterrupt
+        if signum == signal.SIGINT:  # the outputs may take a moment: say so, and the way out
+            os.write(2, b"\nstopping: finishing the outputs (Ctrl-C again quits at once)\n")
         if self.on_stop is not None:
             self.on_stop()
 

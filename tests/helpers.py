@@ -433,6 +433,14 @@ class XScreen:
         xtest.fake_input(d, X.KeyRelease, keycode)
         d.sync()
 
+    def resize_window(self, title: str, width: int, height: int) -> None:
+        """Resize the window as a user dragging its corner (or a window manager) does."""
+        window = self.find_window(title)
+        if window is None:
+            raise AssertionError(f"no window titled {title!r} on {self.display_name}")
+        window.configure(width=width, height=height)
+        self._d().sync()
+
     def close_window(self, title: str) -> None:
         """Ask the window to close as a window manager does when the user clicks its [x]."""
         from Xlib import X

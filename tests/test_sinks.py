@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from avclips import picture, probe, top_level_boxes
-from helpers import FakeCameraLog, NumberedFrame, XScreen, count_frames, video_fps
+from helpers import FakeCameraLog, NumberedFrame, XScreen, count_frames, video_fps, wait_for
 
 from livedream.display import has_display
 from livedream.errors import DisplayError, SinkError, VirtualCameraError
@@ -362,6 +362,33 @@ def test_preview_window_returns_pressed_keys(x_screen: XScreen) -> None:
                 if got != KEY_NONE:
                     break
             assert got == code
+
+
+def test_preview_window_comes_up_at_the_pictures_size_then_keeps_the_users(
+    x_screen: XScreen,
+) -> None:
+    frame = np.full((120, 160, 3), 200, np.uint8)
+    title = "livedream test size"
+
+    def shape() -> tuple[int, ...] | None:
+        shown = x_screen.window_pixels(title)
+        return None if shown is None else shown.shape
+
+    with PreviewWindow(title) as window:
+        window.show(frame)  # asks for 160x120 before the window is mapped
+        wait_for(lambda: (cv2.waitKey(1), x_screen.find_window(title))[1], 10, "the window")
+        # Qt can map a new window at its own size after that first ask (a loaded machine):
+        # staged here by resizing it before it was ever seen at the picture's size.
+        x_screen.resize_window(title, 320, 180)
+        wait_for(lambda: (cv2.waitKey(1), shape() == (180, 320, 3))[1], 10, "the knocked size")
+        _pump(window, frame, lambda _: shape() == (120, 160, 3))
+        assert shape() == (120, 160, 3)
+        # Seen at its size once, the window is the user's: a resize stays.
+        x_screen.resize_window(title, 240, 180)
+        _pump(window, frame, lambda _: shape() == (180, 240, 3))
+        for _ in range(20):
+            window.show(frame)
+        assert shape() == (180, 240, 3)
 
 
 def test_preview_window_closed_by_the_user_stays_closed(x_screen: XScreen) -> None:
