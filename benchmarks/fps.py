@@ -62,7 +62,7 @@ from baseline import run_baseline
 from control import STRETCH_SECONDS, measure_control
 from conv_peak import measure_peak
 from faces import measure_faces
-from ladder import RUNGS, measure_ladder
+from ladder import RUNGS, RUNGS_QUICK, measure_ladder
 from live import LIVE_SECONDS, LIVE_SECONDS_QUICK, measure_live
 from livedream.args import (
     HelpFormatter,
@@ -227,7 +227,8 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
     live, latency, step = measure_live(settings)
     del step
     gc.collect()
-    section("ladder", f"ladder: {len(RUNGS)} fixed dream sizes and the automatic one, live")
+    rungs = len(RUNGS_QUICK if settings.quick else RUNGS)
+    section("ladder", f"ladder: {rungs} fixed dream sizes and the automatic one, live")
     ladder = measure_ladder(settings)
     gc.collect()
     section("flicker", f"flicker: {settings.frames} frames, default dreamer vs blend 0")

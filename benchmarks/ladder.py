@@ -3,10 +3,10 @@
 The clip plays as a 4:3 webcam (its frames resized to ``CAMERA``, as the fixed default's
 320x240 dream squashes them too) at 30 fps, live, into a null sink:
 
-1. ``RUNGS``: a few fixed (dream size, steps), each for the live span, then its outputs compared
-   with the same frames dreamed fresh (blend 0) at its size: dream fps, ``dream_only_fps`` (the
-   steps alone at that size, timed right after, under the same load), ``strength_live``,
-   ``flicker_ratio_live``;
+1. ``RUNGS`` (``RUNGS_QUICK`` with ``--quick``): a few fixed (dream size, steps), each for the
+   live span, then its outputs compared with the same frames dreamed fresh (blend 0) at its
+   size: dream fps, ``dream_only_fps`` (the steps alone at that size, timed right after, under
+   the same load), ``strength_live``, ``flicker_ratio_live``;
 2. the automatic size (``--dream-size auto``) at ``--dream-rate``, run in the middle of the
    rungs so that a noisy stretch of the host does not decide alone: it settles for
    ``SETTLE_S`` first, then the same figures over the same span, the size it holds at the end,
@@ -58,11 +58,14 @@ RUNGS: tuple[tuple[tuple[int, int], int], ...] = (
     ((320, 240), 1),
     ((320, 240), 2),
 )
+# --quick: the four smallest (the fixed default's 320x240 x 2 is the live section's run).
+RUNGS_QUICK = RUNGS[:4]
 AUTO_AFTER = 3  # the automatic run goes after this many rungs: in the middle of them
+AUTO_AFTER_QUICK = 2
 SETTLE_S = 8.0  # seconds the automatic size has to find its rung before it is measured
 STILL_S = 10.0  # the still picture's run
-COMPARED = 60  # frames compared with fresh dreams, the last of each run (40 with --quick)
-COMPARED_QUICK = 40
+COMPARED = 60  # frames compared with fresh dreams, the last of each run (30 with --quick)
+COMPARED_QUICK = 30
 BEST_FLICKER = 0.6  # a rung flickering more than this is not a candidate for the best
 BEST_SHORT_SIDE = 120  # nor one whose dream is this small: detail lost
 
@@ -206,8 +209,9 @@ def measure_ladder(settings: Settings) -> LadderFigures:
     ladder: list[Rung] = []
     step: DreamStep | None = None
     auto = None
-    for i, (size, steps) in enumerate(RUNGS):
-        if i == AUTO_AFTER:
+    rungs, auto_after = (RUNGS_QUICK, AUTO_AFTER_QUICK) if settings.quick else (RUNGS, AUTO_AFTER)
+    for i, (size, steps) in enumerate(rungs):
+        if i == auto_after:
             auto = _auto(settings, frames, auto_config, step, seconds)
         rung, step = _rung(settings, frames, size, steps, step, seconds, compared)
         ladder.append(rung)

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 LIVE_SECONDS = 20.0  # measured seconds of live output: ~600 frames, each dreamed twice after
 LIVE_SECONDS_QUICK = 6.0
-QUICK_COMPARE = 60  # --quick: frames dreamed again fresh and with the carry (<= 100)
+QUICK_COMPARE = 30  # --quick: frames dreamed again fresh and with the carry (<= 100)
 FLICKER_WIDTH = 320  # temporal.flicker's default comparison width: outputs are kept at it
 MODEL_WAIT = 180.0  # seconds the first keyframe may take (model build and trace)
 

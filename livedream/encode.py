@@ -296,6 +296,11 @@ class VideoEncoder:
         return self._format
 
     @property
+    def has_sound(self) -> bool:
+        """True when the input's sound goes into the file (``audio_from`` has a sound stream)."""
+        return bool(self._audio)
+
+    @property
     def frames_written(self) -> int:
         """Frames written so far."""
         return self._frames

@@ -204,10 +204,10 @@ def test_webcam_that_stops_delivering_is_reported_lost(clip: Path) -> None:
 
 
 def test_closing_a_webcam_does_not_wait_for_a_failing_read(clip: Path) -> None:
-    source = WebcamSource(str(clip), api=cv2.CAP_FFMPEG, lost_after=5.0)
+    source = WebcamSource(str(clip), api=cv2.CAP_FFMPEG, lost_after=20.0)
     for _ in range(40):
         assert source.read() is not None
-    # The capture is dry now: a read polls for 5 s. Close from another thread meanwhile.
+    # The capture is dry now: a read polls for 20 s. Close from another thread meanwhile.
     reader_error: list[BaseException] = []
     results: list[Any] = []
 
@@ -223,9 +223,9 @@ def test_closing_a_webcam_does_not_wait_for_a_failing_read(clip: Path) -> None:
     started = time.monotonic()
     source.close()
     closed_in = time.monotonic() - started
-    thread.join(2.0)
+    thread.join(10.0)
     assert not thread.is_alive()
-    assert closed_in < 0.5
+    assert closed_in < 5.0  # far below the read's 20 s: a bound, not a timing
     assert results == [None] and reader_error == []  # the end of the stream, not "lost"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from avclips import picture, probe, top_level_boxes
+from avclips import make_clip, picture, probe, top_level_boxes
 from helpers import FakeCameraLog, NumberedFrame, XScreen, count_frames, video_fps, wait_for
 
 from livedream.display import has_display
@@ -322,6 +322,22 @@ def _pump(
         if until(key) or time.monotonic() > deadline:
             return key
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize(("audio", "said"), [(None, False), ("aac", True)])
+def test_the_file_says_it_carries_the_sound_only_when_the_input_has_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, audio: str | None, said: bool
+) -> None:
+    source = make_clip(tmp_path / "in.mp4", frames=3, audio=audio)
+    out = tmp_path / "out.mp4"
+    with (
+        caplog.at_level(logging.INFO, logger="livedream"),
+        VideoFileSink(out, width=64, height=48, fps=25.0, audio_from=source),
+    ):
+        pass
+    writing = [r.getMessage() for r in caplog.records if r.getMessage().startswith("writing")]
+    assert len(writing) == 1
+    assert ("with the input's sound" in writing[0]) == said
 
 
 def test_preview_window_shows_the_frame_on_screen(x_screen: XScreen) -> None:

@@ -255,7 +255,8 @@ def test_closing_does_not_wait_for_a_read_stuck_in_a_driver() -> None:
     assert camera.reading.wait(5)
     started = time.monotonic()
     camera.close()
-    assert time.monotonic() - started < 1.5  # a shutdown is not held up by the driver
+    # A shutdown is not held up by the driver (stuck for 10 s): a bound, not a timing.
+    assert time.monotonic() - started < 5.0
     assert not camera.released.is_set()  # the device is still in the stuck read's hands
     camera.unstick.set()
     reader.join(5)

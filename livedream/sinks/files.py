@@ -207,7 +207,7 @@ class VideoFileSink(Sink):
             fps,
             fmt.video_codec,
             quality,
-            ", with the input's sound" if audio_from is not None else "",
+            ", with the input's sound" if self._encoder.has_sound else "",
             self._temp.name,
         )
 
