@@ -265,9 +265,11 @@ def test_second_ctrl_c_forces_the_exit(long_clip: Path, tmp_path: Path) -> None:
     # A big dream: each TensorFlow call takes seconds, so the clean stop after the first Ctrl-C
     # waits its full second for the dream thread, and the second Ctrl-C comes in meanwhile.
     big = ["--dream-size", "1600x1200", "--layers", "block3_conv3", "--precision", "float32"]
-    render = Render(long_clip, tmp_path / "out.mp4", big)
+    render = Render(long_clip, tmp_path / "out.mp4", [*big, "--verbose"])
     try:
-        render.wait_for(lambda: MOMENTS["model load"](render))
+        # The dream thread is inside its first big call (tens of seconds here): the clean stop
+        # then waits its full second for it.
+        render.wait_for(lambda: "dreaming at 1600x1200: the first call" in render.err, 120.0)
         render.proc.send_signal(signal.SIGINT)
         # The first press is taken (a second one sent before would be the same press to
         # Python): the run says so, and how to quit at once, as a person then does.
