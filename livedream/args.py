@@ -351,6 +351,12 @@ def parse_args(
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.weights_url is not None and args.get_weights is None:
+        parser.error(
+            "argument --weights-url: it says where --get-weights downloads from, and no "
+            "--get-weights MODEL was given; add --get-weights inception_v3 (or vgg16), or give "
+            "a file you have with --weights PATH"
+        )
     args.input = read_input(parser, args, os.environ if environ is None else environ)
     # --model auto is decided at the door (resolve.choose_model); --demo keeps the bundled one.
     named = args.layers or args.channels or args.weights  # these name the network themselves

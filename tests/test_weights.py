@@ -330,6 +330,10 @@ def test_the_cache_folder_is_keras_home_models(
             ["--get-weights", "vgg16", "--weights-url", "ftp://mirror/w.h5"],
             "--weights-url: expected an http:// or https:// URL, got 'ftp://mirror/w.h5'",
         ),
+        (  # a mirror given to a dream run would otherwise be ignored without a word
+            ["-i", "clip.mp4", "--weights-url", "https://mirror.example/w.h5"],
+            "--weights-url: it says where --get-weights downloads from, and no --get-weights",
+        ),
     ],
 )
 def test_bad_weights_flags_exit_2_with_one_line(
