@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 KEY_NONE = -1  # PreviewWindow.show(): no key pressed
 KEY_ESC = 27
+FIT_ASKS = 5  # PreviewWindow: times the picture's size is asked again before giving up
+FIT_EVERY_S = 0.25  # apart
 KEYS_HELP = (
     "preview keys: q/Esc quit, space dream on/off, +/- strength, [/] steps per frame, "
     "l layer preset, c channel preset, g guide on/off, f flow carry, r reset, m mirror, "
@@ -226,7 +229,8 @@ class PreviewWindow(Sink):
         self._closed = False
         self._seen_visible = False
         self._size: tuple[int, int] | None = None
-        self._fitted = False  # the window was seen at self._size
+        self._fitted = False  # the window was seen at self._size (or asked often enough)
+        self._asks, self._asked_at = 0, 0.0  # sizes asked again since, and when last
         self.keys = keys
         self._overlay = overlay
         self._last: Frame | None = loading
@@ -299,15 +303,19 @@ class PreviewWindow(Sink):
     def _fit(self, width: int, height: int) -> None:
         """Sizes the window to the picture (a normal window does not follow the image size by
         itself). Qt can map a new window at its own default size after an early resize, so the
-        size is asked again until the window was seen at it; after that a user's resize stays."""
+        size is asked again, at most ``FIT_ASKS`` times ``FIT_EVERY_S`` apart (Qt answers a
+        resize a few events later), until the window was seen at it; after that a user's resize
+        stays."""
         if (width, height) != self._size:
-            self._size, self._fitted = (width, height), False
+            self._size, self._fitted, self._asks = (width, height), False, 0
             cv2.resizeWindow(self._title, width, height)
+            self._asked_at = time.monotonic()
         elif not self._fitted and self._seen_visible:
             shown = tuple(cv2.getWindowImageRect(self._title)[2:])
-            self._fitted = shown == self._size
-            if not self._fitted:
+            self._fitted = shown == self._size or self._asks >= FIT_ASKS
+            if not self._fitted and time.monotonic() - self._asked_at >= FIT_EVERY_S:
                 cv2.resizeWindow(self._title, width, height)
+                self._asks, self._asked_at = self._asks + 1, time.monotonic()
 
     def close(self) -> None:
         """Destroy the window. Safe to call twice."""
