@@ -338,14 +338,16 @@ def test_preview_shows_the_dream_and_each_key_does_what_it_says(
 
         # - and +: the dream settles weaker, then stronger (mean |out - in| falls, then rises);
         # left alone a settled dream neither fades nor grows.
+        # Six presses: a quarter of the step, a weaker dream with a clear margin (the carry
+        # keeps a share of the old dream, so three presses settled near the bar when loaded).
         settled = view.settled()
-        for _ in range(3):
+        for _ in range(6):
             view.press("minus", "strength ")
-        weaker = dream_line(size=0.01 / 1.25**3, flow="off")
+        weaker = dream_line(size=0.01 / 1.25**6, flow="off")
         view.reads(model, weaker, instead=(model, dream_line(flow="off")))
         view.when(lambda p: view.strength(p) < 0.8 * settled, "a weaker dream")
         weak = view.settled()
-        for _ in range(3):
+        for _ in range(6):
             view.press("equal", "strength ")
         view.reads(model, dream_line(flow="off"), instead=(model, weaker))
         view.when(lambda p: view.strength(p) > 1.25 * weak, "a stronger dream")
