@@ -100,7 +100,6 @@ class Dreamer:
         self._steps_by_layers: dict[tuple[str, ...], DreamStep] = {
             self.step.model.layers: self.step
         }
-        self._compiled: set[tuple[tuple[str, ...], tuple[int, int]]] = set()  # layers, size
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -167,10 +166,6 @@ class Dreamer:
         carried = self.carry.carry(gray, blend=self.blend, flow=self.flow)
         start = small if carried is None else np.clip(small + carried, 0.0, 255.0)
         t2 = self.clock()
-        compiled = (self.step.model.layers, size)
-        if compiled not in self._compiled:  # --verbose: why the first keyframe takes longer
-            self._compiled.add(compiled)
-            logger.debug("dreaming at %dx%d: the first call at a size compiles it", *size)
         dreamed, _ = self.step(
             start,
             steps=self.steps,

@@ -6,6 +6,7 @@ are inputs of the compiled function, not constants baked into it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from livedream.models import Channels, FeatureModel, load_model
 
 if TYPE_CHECKING:
     from livedream.resolve import ResolvedDream
+
+logger = logging.getLogger(__name__)
 
 KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
@@ -194,7 +197,10 @@ class DreamStep:
         if fn is None:
             if self.compile_mode == "eager":
                 fn = self._run
-            else:
+            else:  # --verbose: why the first dream at a size takes longer
+                logger.debug(
+                    "dreaming at %dx%d: the first call at a size compiles it", width, height
+                )
                 counts = self.channel_counts
                 fn = tf.function(
                     self._run,
