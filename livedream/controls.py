@@ -98,6 +98,11 @@ class Controls:
             dream_rate=dream.size.rate,
         )
 
+    @property
+    def size_follows_machine(self) -> bool:
+        """The dream's size is the automatic one now: ``auto_size`` on and no size picked."""
+        return self.auto_size and self.dream_size is None
+
     def request_reset(self) -> None:
         """Asks for the dream to start afresh (the keyframe and the carried dream); any thread.
         Requests before it is taken count once."""

@@ -167,9 +167,7 @@ class StreamRun:
         """The rows of the status table and the overlay: what is dreamed, as the keys set it."""
         source, dream, c = self.source, self.dream, self.controls
         w, h = self.stats.dream_size or dream.size.size_for(source.width, source.height)
-        how = ""
-        if c.dream_size is None and c.auto_size:
-            how = f" (auto, for {c.dream_rate:g} dreams/s)"
+        how = f" (auto, for {c.dream_rate:g} dreams/s)" if c.size_follows_machine else ""
         return {
             "input": f"{source.name} {source.width}x{source.height} @ {source.fps:.3g} fps"
             + (f", {source.status}" if source.status else ""),
@@ -278,8 +276,7 @@ class StreamRun:
     @property
     def _hint_after(self) -> int:
         """Output frames into a live run when the dream's speed is judged (once)."""
-        c = self.controls
-        return AUTO_HINT_AFTER if c.auto_size and c.dream_size is None else SLOW_HINT_AFTER
+        return AUTO_HINT_AFTER if self.controls.size_follows_machine else SLOW_HINT_AFTER
 
     def _hint_if_slow(self) -> None:
         """Once, early in a live run: says how to go faster when the dream is slow here."""
@@ -289,7 +286,7 @@ class StreamRun:
         # The last few keyframes (right even below 1 a second): the size they were dreamed at.
         rate = 1.0 / max(1e-6, statistics.median(list(seconds)[-5:]))
         c = self.controls
-        if c.auto_size and c.dream_size is None:  # the size follows the machine already
+        if c.size_follows_machine:  # already as small as this machine needs
             if rate < AUTO_HINT_SHARE * c.dream_rate:
                 log.info(
                     "dreaming %.1f times a second on this machine, below the %g asked, even at "

@@ -126,7 +126,7 @@ class ControlBridge:
 
     def _current_size(self) -> str:
         c = self.controls
-        if c.dream_size is None and c.auto_size:
+        if c.size_follows_machine:
             return AUTO
         w, h = c.dream_size or self.stats.dream_size or self.start_size
         return f"{w}x{h}"
