@@ -211,34 +211,29 @@ class Preview:
 
     def __init__(self, run: LivedreamProcess, x_screen: XScreen, image: np.ndarray) -> None:
         self.run, self.x_screen, self.image = run, x_screen, image
+        self.seen = "no window titled 'livedream'"  # what pixels() last found, for a failure
 
     def pixels(self) -> np.ndarray | None:
         shown = self.x_screen.window_pixels("livedream")
         if shown is None or shown.shape != self.image.shape:
+            self.seen = f"window pixels {None if shown is None else shown.shape}"
             return None  # not mapped yet, or not yet at the picture's size
+        self.seen = f"mean {shown.mean():.1f}, |shown - photo| {difference(shown, self.image):.2f}"
         return shown
 
     def when(self, check: Callable[[np.ndarray], bool], what: str, timeout: float = 120.0) -> Any:
         """The window's pixels once ``check(pixels)`` holds."""
 
-        seen: list[str] = ["no window titled 'livedream'"]
-
         def condition() -> np.ndarray | None:
-            shown = self.x_screen.window_pixels("livedream")
-            if shown is None or shown.shape != self.image.shape:
-                seen[0] = f"window pixels {None if shown is None else shown.shape}"
-                return None  # not mapped yet, or not yet at the picture's size
-            seen[0] = (
-                f"mean {shown.mean():.1f}, |shown - photo| {difference(shown, self.image):.2f}"
-            )
-            return shown if check(shown) else None
+            shown = self.pixels()
+            return shown if shown is not None and check(shown) else None
 
         try:
             return wait_for(condition, timeout, what)
         except AssertionError as exc:
             tail = "\n".join(self.run.err.splitlines()[-15:])
             raise AssertionError(
-                f"{exc}; last seen: {seen[0]}; the run's stderr:\n{tail}"
+                f"{exc}; last seen: {self.seen}; the run's stderr:\n{tail}"
             ) from None
 
     def strength(self, shown: np.ndarray, reference: np.ndarray | None = None) -> float:
