@@ -388,6 +388,13 @@ class XScreen:
 
         return walk(self._d().screen().root)
 
+    def window(self, title: str) -> Any:
+        """The mapped top-level X window with this title; fails the test when there is none."""
+        found = self.find_window(title)
+        if found is None:
+            raise AssertionError(f"no window titled {title!r} on {self.display_name}")
+        return found
+
     def window_pixels(self, title: str) -> np.ndarray | None:
         """What the window titled ``title`` shows, ``(H, W, 3)`` uint8 BGR; None while it is
         not mapped (or vanished meanwhile)."""
@@ -419,10 +426,7 @@ class XScreen:
 
         d = self._d()
         if window_title is not None:
-            window = self.find_window(window_title)
-            if window is None:
-                raise AssertionError(f"no window titled {window_title!r} on {self.display_name}")
-            window.set_input_focus(X.RevertToParent, X.CurrentTime)
+            self.window(window_title).set_input_focus(X.RevertToParent, X.CurrentTime)
         keysym = XK.string_to_keysym(key)
         if keysym == 0 and len(key) == 1:
             keysym = ord(key)
@@ -435,10 +439,7 @@ class XScreen:
 
     def resize_window(self, title: str, width: int, height: int) -> None:
         """Resize the window as a user dragging its corner (or a window manager) does."""
-        window = self.find_window(title)
-        if window is None:
-            raise AssertionError(f"no window titled {title!r} on {self.display_name}")
-        window.configure(width=width, height=height)
+        self.window(title).configure(width=width, height=height)
         self._d().sync()
 
     def close_window(self, title: str) -> None:
@@ -447,9 +448,7 @@ class XScreen:
         from Xlib.protocol import event
 
         d = self._d()
-        window = self.find_window(title)
-        if window is None:
-            raise AssertionError(f"no window titled {title!r} on {self.display_name}")
+        window = self.window(title)
         protocols = d.intern_atom("WM_PROTOCOLS")
         delete = d.intern_atom("WM_DELETE_WINDOW")
         message = event.ClientMessage(
