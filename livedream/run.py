@@ -286,7 +286,7 @@ class StreamRun:
         # The last few keyframes (right even below 1 a second): the size they were dreamed at.
         rate = 1.0 / max(1e-6, statistics.median(list(seconds)[-5:]))
         c = self.controls
-        if c.size_follows_machine:  # already as small as this machine needs
+        if c.size_follows_machine:  # the size adapts already: fewer steps or a lower rate help
             if rate < AUTO_HINT_SHARE * c.dream_rate:
                 log.info(
                     "dreaming %.1f times a second on this machine, below the %g asked, even at "
