@@ -20,6 +20,7 @@ from livedream.config import (
     DreamConfig,
     RunConfig,
 )
+from livedream.deep.flags import add_deep_flags, deep_config
 from livedream.models import MODELS
 from livedream.preview import KEYS_HELP
 from livedream.runtime import EXIT_USAGE
@@ -298,18 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="carry the dream in place instead of following motion",
     )
     dream.add_argument(
-        "--octaves",
-        type=positive_int,
-        default=defaults.octaves,
-        help="scales a photo is dreamed at",
-    )
-    dream.add_argument(
-        "--octave-steps",
-        type=positive_int,
-        default=defaults.octave_steps,
-        help="gradient steps per octave for a photo (--steps is per video frame)",
-    )
-    dream.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=defaults.precision,
@@ -337,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"livedream {__version__}")
     add_weights_flags(parser)
+    add_deep_flags(parser)
     return parser
 
 
@@ -368,7 +358,8 @@ def add_weights_flags(parser: argparse.ArgumentParser) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespace]:
     """Parses ``argv`` into a ``RunConfig`` (and the raw namespace for the one-off flags)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     dream = DreamConfig(
         model=args.model,
         weights=args.weights,
@@ -380,8 +371,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespac
         dream_size=args.dream_size,
         blend=args.blend,
         flow=not args.no_flow,
-        octaves=args.octaves,
-        octave_steps=args.octave_steps,
+        octaves=args.octaves or DreamConfig.octaves,
+        octave_steps=args.octave_steps or DreamConfig.octave_steps,
+        octave_scale=args.octave_scale,
         precision=args.precision,
         compile=args.compile,
         seed=args.seed,
@@ -404,6 +396,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[RunConfig, argparse.Namespac
         face_strength=args.face_strength,
         verbose=args.verbose,
         dream=dream,
+        deep=deep_config(args, parser.error),
     )
     if args.demo:
         config = demo_config(config, args)

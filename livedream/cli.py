@@ -148,6 +148,10 @@ def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
     source = open_source(config.input, width=config.width, height=config.height, fps=config.fps)
     with source:
         plan = plan_run(config, source)  # before TensorFlow's seconds of start-up
+        if config.deep is not None and not plan.still:  # chunked, resumable (livedream.deep)
+            from livedream.deep.render import run_deep
+
+            return run_deep(config, plan, look, source, console, interrupts)
         console.print(
             f"starting TensorFlow for {source.name}...",
             highlight=False,
