@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,9 +32,10 @@ def make_clip(
     size: tuple[int, int] = (160, 120),
     audio: str | None = "aac",
     rate: int = 48_000,
+    pictures: Callable[[int, int, int], np.ndarray] = picture,
 ) -> Path:
     """Write a clip of ``frames`` frames and, unless ``audio`` is None, a sine tone in that
-    codec lasting as long as the video."""
+    codec lasting as long as the video. ``pictures(index, width, height)`` makes each frame."""
     width, height = size
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
@@ -61,7 +63,7 @@ def make_clip(
                 out.mux(sound.encode(piece))
             out.mux(sound.encode(None))
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(picture(i, width, height), format="bgr24")
+            frame = av.VideoFrame.from_ndarray(pictures(i, width, height), format="bgr24")
             out.mux(video.encode(frame.reformat(format="yuv420p")))
         out.mux(video.encode(None))
     return path

@@ -8,13 +8,16 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from livedream.config import DeepConfig
 from livedream.deep.chunks import Chunk, encode_segment
-from livedream.deep.octaves import FrameDreamer
 from livedream.resolve import Look, ResolvedDream
+
+if TYPE_CHECKING:  # TensorFlow: imported where the dream runs, never by a Ray driver
+    from livedream.deep.octaves import FrameDreamer
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class LocalRunner:
     """Chunks dreamed one after another in this process (no Ray)."""
 
     def __init__(self, dream: ResolvedDream, deep: DeepConfig) -> None:
+        from livedream.deep.octaves import FrameDreamer
+
         self.dream = dream
         self.deep = deep
         self._dreamer = FrameDreamer(dream, deep)  # the model loads here
@@ -104,6 +109,7 @@ class ChunkWorker:
         quiet_libraries(False)
         import_tensorflow(False)
         limit_tensorflow_threads(threads)
+        from livedream.deep.octaves import FrameDreamer
         from livedream.device import detect_device
         from livedream.resolve import resolve_dream
 
