@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 TONE_HZ = 440.0
@@ -151,3 +152,29 @@ def top_level_boxes(path: Path) -> list[str]:
             break
         at += size
     return names
+
+
+def texture(seed: int, width: int, height: int, low: int, high: int) -> np.ndarray:
+    """A smooth random texture twice the frame's size, grey levels in ``low``..``high``."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 255, (height * 2, width * 2, 3), dtype=np.uint8)
+    blurred = cv2.GaussianBlur(noise, (0, 0), 2)
+    return cv2.normalize(blurred, None, low, high, cv2.NORM_MINMAX)  # type: ignore[no-any-return]
+
+
+def two_shots(cut: int) -> Callable[[int, int, int], np.ndarray]:
+    """``pictures`` for ``make_clip``: a dark texture panning 1 px a frame, then from frame
+    ``cut`` on a bright one (a scene cut the compositor's test finds)."""
+    scenes: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def make(index: int, width: int, height: int) -> np.ndarray:
+        if (width, height) not in scenes:
+            scenes[width, height] = (
+                texture(1, width, height, 0, 110),
+                texture(2, width, height, 145, 255),
+            )
+        dark, bright = scenes[width, height]
+        scene, x = (dark, index) if index < cut else (bright, index - cut)
+        return np.ascontiguousarray(scene[5 : 5 + height, x : x + width])
+
+    return make

@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from livedream.config import DeepConfig
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 5.0  # an unreachable cluster is reported well within 10 s
 POLL_S = 0.2  # the driver's loop: progress, stop requests, finished chunks
 MAX_ATTEMPTS = 3  # workers a chunk may lose before the render gives up on it
+TOKEN_FILE = Path("~/.ray/auth_token")  # where `ray start --head` keeps the cluster's token
 
 
 class ClusterError(LivedreamError):
@@ -47,6 +49,16 @@ def import_ray() -> Any:
             "pip install 'livedream[cluster]'"
         ) from None
     return ray
+
+
+def use_cluster_token() -> None:
+    """Asks Ray for token authentication (``RAY_AUTH_MODE=token``) when this machine holds a
+    token (``RAY_AUTH_TOKEN`` or the file ``ray start`` writes), as ``ray start --head`` expects
+    by default; Ray does so by itself only for ``address="auto"``."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or TOKEN_FILE.expanduser().exists():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -88,10 +100,19 @@ class RayRunner:
 
     def start(self) -> RayRunner:
         """Starts Ray here, or joins the cluster."""
+        if self.cluster is not None:
+            use_cluster_token()  # before Ray is imported: it reads the mode once
         ray = import_ray()
         if self.cluster is not None:
             check_reachable(self.cluster)
-            ray.init(address=self.cluster, log_to_driver=False, logging_level=logging.ERROR)
+            try:
+                ray.init(address=self.cluster, log_to_driver=False, logging_level=logging.ERROR)
+            except ConnectionError:
+                raise ClusterError(
+                    f"the Ray cluster at {self.cluster} did not let this machine in: give it "
+                    f"the head's token (copy its {TOKEN_FILE} here or set RAY_AUTH_TOKEN) and "
+                    "the same Ray version"
+                ) from None
             if self.workers < 1:  # one worker a node unless --workers says
                 self.workers = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
         else:

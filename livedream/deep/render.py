@@ -252,7 +252,11 @@ def run_deep(
 ) -> int:
     """Checks the request and runs the deep render (see the module)."""
     check_deep(config, plan, source)
-    assert isinstance(source, VideoFileSource)
+    assert isinstance(source, VideoFileSource) and config.deep is not None
+    if config.deep.cluster is not None:  # before the chunk folder or the input's long scan
+        from livedream.deep.ray_runner import check_reachable
+
+        check_reachable(config.deep.cluster)
     interrupts.defer()  # from here on a signal asks for a clean stop
     return DeepRender(config, plan, look, source, console).run(interrupts)
 
