@@ -344,13 +344,9 @@ def run_steps_in_slices(
             first_step=first_step + done,
         )
         done += n
-        if per_step is None:  # the first call at this shape is done (compiled): say the pace
+        if per_step is None:  # the first call at this shape (it compiled) is done
             logger.debug(
-                "steps at %dx%d: %.0f ms each, compiling included; calls of up to %g s from here",
-                w,
-                h,
-                1000.0 * step.seconds_per_step[(h, w)],
-                max_call_s,
+                "steps at %dx%d: measured; calls of up to %g s from here", w, h, max_call_s
             )
     return image, loss
 

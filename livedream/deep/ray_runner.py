@@ -51,6 +51,18 @@ def import_ray() -> Any:
     return ray
 
 
+def local_cores() -> int:
+    """The cores this machine's workers share: TensorFlow's own ``TF_NUM_INTRAOP_THREADS``
+    where set (a shared host, or a test run, caps TensorFlow so), else the cores this process
+    may run on. Each worker sets its threads itself, which would override that setting."""
+    given = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def use_cluster_token() -> None:
     """Asks Ray for token authentication (``RAY_AUTH_MODE=token``) when this machine holds a
     token (``RAY_AUTH_TOKEN`` or the file ``ray start`` writes), as ``ray start --head`` expects
@@ -118,6 +130,9 @@ class RayRunner:
         else:
             os.environ.pop("RAY_ADDRESS", None)  # embedded: never join a cluster by accident
             ray.init(
+                # "local": a new Ray of its own, even where a `ray start` cluster runs here
+                # (Ray would join the latest one it started otherwise)
+                address="local",
                 num_cpus=self.workers,
                 include_dashboard=False,
                 log_to_driver=False,
@@ -131,7 +146,7 @@ class RayRunner:
         ray = self._ray
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         if self.cluster is None or not nodes:
-            return max(1, (os.cpu_count() or 1) // self.workers)
+            return max(1, local_cores() // self.workers)
         per_node = -(-self.workers // len(nodes))
         cores = min(int(n.get("Resources", {}).get("CPU", 1)) for n in nodes)
         return max(1, cores // per_node)
@@ -151,10 +166,11 @@ class RayRunner:
         # One GPU a worker where the cluster has one for each of them (``ray start --num-gpus``).
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= self.workers else 0.0
         log.info(
-            "%d Ray workers%s, %d TensorFlow threads each%s",
+            "%d Ray workers%s, %d TensorFlow thread%s each%s",
             self.workers,
             f" on the cluster at {self.cluster}" if self.cluster else " on this machine",
             threads,
+            "" if threads == 1 else "s",
             ", one GPU each" if gpus else "",
         )
         progress = ray.remote(Progress).options(num_cpus=0).remote()
