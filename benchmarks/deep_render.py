@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from livedream.args import HelpFormatter, OneLineParser, positive_int
+from livedream.config import DeepConfig
 from livedream.deep.chunks import plan_chunks
 from livedream.deep.render import find_shots
 from livedream.sources import VideoFileSource
@@ -35,7 +36,7 @@ from settings import BUNDLED_CLIP, SHARED_CLIP
 
 SEAM_SIDE = 5  # frames each side of a seam
 FAR = 30  # frames from any seam or cut that count as away from seams
-WARMUP = 24  # livedream.config.DeepConfig.warmup
+WARMUP = DeepConfig.warmup  # frames a chunk dreams before its first kept one
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -202,6 +202,30 @@ def test_a_changed_input_or_flag_is_refused_in_one_line(clip: Path, tmp_path: Pa
     assert "another livedream run is rendering" in one_line(held.stderr)
 
 
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--realtime"], "render to a file only: drop --realtime"),
+        (["--mirror"], "got --mirror: drop it"),
+        (["--dream-every", "2", "--dream-size", "auto"], "got --dream-every, --dream-size auto"),
+    ],
+)
+def test_what_a_deep_render_does_not_take_is_refused_before_tensorflow(
+    clip: Path,
+    tmp_path: Path,
+    extra: list[str],
+    expected: str,
+    no_tensorflow: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from livedream.cli import main
+
+    out = tmp_path / "deep.mp4"
+    assert main(["-i", str(clip), "-o", str(out), "--chunk-frames", "6", *extra]) == 2
+    assert expected in one_line(capsys.readouterr().err)
+    assert not chunk_folder(out).exists() and not out.exists()
+
+
 def test_an_unreachable_cluster_is_one_line(clip: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray")
     with socket.socket() as free:  # a port nobody listens on
