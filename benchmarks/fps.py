@@ -167,6 +167,12 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         help="PRECISION/COMPILE list to time, or 'all' (default: what is reasonable here)",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write JSON here")
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="run the deep-render section instead (benchmarks/deep_render.py: fps with 1 and 2 "
+        "workers, the seam check); minutes",
+    )
     args = parser.parse_args(argv)
     try:
         layers = check_layers(get_spec(args.model), args.layers or ())
@@ -297,6 +303,10 @@ def run(settings: Settings, console: Console, log: Console) -> BenchResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if "--deep" in (sys.argv[1:] if argv is None else argv):  # its own section, asked for only
+        from deep_render import main as deep_main
+
+        return deep_main(argv)
     try:
         settings = parse_args(argv)
     except SystemExit as exc:  # --help and bad usage exit from argparse

@@ -22,6 +22,7 @@ from livedream.config import (
     RunConfig,
 )
 from livedream.control.config import add_control_args, control_args
+from livedream.deep.flags import add_deep_flags, deep_config
 from livedream.flags import (
     HelpFormatter,
     OneLineParser,
@@ -266,19 +267,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="carry the dream in place instead of following motion",
     )
     dream.add_argument(
-        "--octaves",
-        type=int_in(*limits.OCTAVES_RANGE),
-        default=defaults.octaves,
-        help=f"scales a photo is dreamed at, up to {limits.OCTAVES_RANGE[1]}",
-    )
-    dream.add_argument(
-        "--octave-steps",
-        type=int_in(*limits.OCTAVE_STEPS_RANGE),
-        default=defaults.octave_steps,
-        help="gradient steps per octave for a photo (--steps is per video frame), up to "
-        f"{limits.OCTAVE_STEPS_RANGE[1]}",
-    )
-    dream.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=defaults.precision,
@@ -309,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"livedream {__version__}")
     add_weights_flags(parser)
+    add_deep_flags(parser)
     return parser
 
 
@@ -375,8 +364,9 @@ def parse_args(
         dream_rate=args.dream_rate,
         blend=args.blend,
         flow=not args.no_flow,
-        octaves=args.octaves,
-        octave_steps=args.octave_steps,
+        octaves=args.octaves or DreamConfig.octaves,
+        octave_steps=args.octave_steps or DreamConfig.octave_steps,
+        octave_scale=args.octave_scale,
         precision=args.precision,
         compile=args.compile,
         seed=args.seed,
@@ -400,6 +390,7 @@ def parse_args(
         verbose=args.verbose,
         dream=dream,
         control=control_args(parser, args),
+        deep=deep_config(args, parser.error),
     )
     if args.demo:
         config = demo_config(config, args)

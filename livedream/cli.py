@@ -143,13 +143,18 @@ def _warn_if_slow_variant(dream: ResolvedDream) -> None:
 def _run(config: RunConfig, console: Console, interrupts: Interrupts) -> int:
     from livedream.limits import check_frames
     from livedream.plan import check_request, plan_run
-    from livedream.sources import ImageSource, open_source
+    from livedream.sources import ImageSource, VideoFileSource, open_source
 
     look = check_request(config)
     source = open_source(config.input, width=config.width, height=config.height, fps=config.fps)
     with source:
         plan = plan_run(config, source)  # before TensorFlow's seconds of start-up
         check_frames(config, look.spec, source.width, source.height, still=plan.still)
+        if plan.deep:  # chunked, resumable (livedream.deep)
+            from livedream.deep.render import run_deep
+
+            assert isinstance(source, VideoFileSource)  # plan_run: a deep render needs a file
+            return run_deep(config, plan, look, source, console, interrupts)
         console.print(
             f"starting TensorFlow for {source.name}...",
             highlight=False,

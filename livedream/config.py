@@ -100,6 +100,23 @@ class DreamConfig:
 
 
 @dataclass(frozen=True)
+class DeepConfig:
+    """A deep render of a video file (``livedream.deep``): octaves, chunks, workers.
+
+    A video render is deep when any of ``--octaves``, ``--chunk-frames``, ``--workers`` or
+    ``--cluster`` is given; otherwise it runs through the render pipeline as before.
+    """
+
+    octaves: int = 1  # videos: one scale unless asked (today's renders do not change)
+    octave_steps: int | None = None  # per octave; None: --steps shared out over the octaves
+    # (the ratio between octaves is the dream's own ``octave_scale``, as for a photo)
+    chunk_frames: int = 120  # kept frames per chunk: ~5 s of 25 fps video, minutes of work
+    warmup: int = 24  # frames dreamed before a chunk's first kept one: 0.92**24 ~ 0.14 left
+    workers: int = 1  # processes dreaming chunks on this machine (Ray when > 1)
+    cluster: str | None = None  # a Ray cluster's address; None: this machine
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """One run of the tool: where frames come from, where they go, and how they are dreamed."""
 
@@ -122,3 +139,4 @@ class RunConfig:
     demo: bool = False  # --demo: the end says what to try next
     dream: DreamConfig = field(default_factory=DreamConfig)
     control: ControlConfig = field(default_factory=ControlConfig)  # --control, --osc, --look
+    deep: DeepConfig | None = None  # a deep render of a video file; None: the render pipeline

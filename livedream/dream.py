@@ -22,17 +22,13 @@ from livedream.controls import Controls
 from livedream.device import Device, choose_variant, cpu_info, detect_device
 from livedream.dreamsize import SMALLEST_SHORT_SIDE, DreamSizer
 from livedream.models import Channels
-from livedream.step import KERAS_POLICY, DreamStep, build_step
+from livedream.step import KERAS_POLICY, DreamStep, build_step, run_steps_in_slices
 from livedream.temporal import FlowCarry, to_gray
 
 if TYPE_CHECKING:
     from livedream.resolve import ResolvedDream
 
 logger = logging.getLogger(__name__)
-
-# Pixel-steps in one compiled call of a photo's octave: ~0.35 s on the development CPU
-# (about 1.3 us a pixel and step), so a stop waits well under a second.
-OCTAVE_CALL_PIXELS = 2**18
 
 __all__ = [
     "KERAS_POLICY",
@@ -242,30 +238,19 @@ def dream_image(
         octave_base = cv2.resize(base, size, interpolation=cv2.INTER_AREA)
         if detail is not None:
             detail = cv2.resize(detail, size, interpolation=cv2.INTER_LINEAR)
-        dreamed = octave_base if detail is None else np.clip(octave_base + detail, 0.0, 255.0)
-        # The octave's steps go in calls of OCTAVE_CALL_PIXELS pixel-steps at most (one step
-        # at 640x480 and up): Ctrl-C and SIGTERM, which Python handles between calls, wait
-        # for one short call instead of the whole octave. The count depends on the size alone,
-        # so the same photo and seed dream the same on every machine; the jitter seed of a
-        # call that starts at step ``done`` is unique (octave < 16, checked at the door).
-        per_call = max(1, OCTAVE_CALL_PIXELS // (size[0] * size[1]))
-        for done in range(0, config.octave_steps, per_call):
-            dreamed, _ = step(
-                dreamed,
-                steps=min(per_call, config.octave_steps - done),
-                step_size=config.step_size * 255.0,
-                seed=(config.seed, octave + 16 * done),
-                channels=dream.channels,
-                guided=dream.guided,
-            )
-            if done == 0:
-                logger.debug(
-                    "octave %d at %dx%d: %d steps, %d a call",
-                    octave,
-                    *size,
-                    config.octave_steps,
-                    per_call,
-                )
+        start = octave_base if detail is None else np.clip(octave_base + detail, 0.0, 255.0)
+        logger.debug("octave %d at %dx%d: %d steps", octave, *size, config.octave_steps)
+        # In calls of at most about a second: Ctrl-C and SIGTERM, which Python handles between
+        # calls, wait for one short call instead of the whole octave.
+        dreamed, _ = run_steps_in_slices(
+            step,
+            start,
+            config.octave_steps,
+            step_size=config.step_size * 255.0,
+            seed=(config.seed, octave),
+            channels=dream.channels,
+            guided=dream.guided,
+        )
         detail = dreamed - octave_base
     assert detail is not None  # octaves >= 1, checked at the door
     detail = cv2.resize(detail, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -29,6 +29,9 @@ FPS_RANGE = (1.0, 240.0)  # below 1 the file clocks break down; above 240 no cam
 STEPS_RANGE = (1, 100)  # per frame: 100 steps is already seconds a frame at 320x240
 OCTAVE_STEPS_RANGE = (1, 1000)  # per octave of a photo: run in short calls, Ctrl-C stays quick
 OCTAVES_RANGE = (1, 16)  # 1.3^15 = 51: every octave past ~12 is already at the smallest size
+OCTAVE_SCALE_RANGE = (1.0, 4.0)  # above 1 (octaves grow); at 4 a 3rd octave is 1/16 of the size
+CHUNK_FRAMES_RANGE = (1, 100_000)  # a deep render's chunk: above ~1 h of video nothing resumes
+WORKERS_RANGE = (1, 4096)  # a deep render's Ray workers: one a core of a large cluster
 STEP_SIZE_MAX = 1.0  # a share of the 0..255 range per step: above 1 is past white
 MAX_FRAMES_MAX = 10**9  # a year of 30 fps
 DREAM_EVERY_MAX = 10_000

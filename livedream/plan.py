@@ -2,8 +2,8 @@
 
 ``check_request`` looks at the flags alone (before any camera, file or TensorFlow is opened)
 and returns the checked ``Look`` (``livedream.resolve``); ``plan_run`` looks at the opened
-source too and decides everything the run then follows: a still photo or a stream, live or not,
-the pace, the frame total and cap, the face strength, the preview.
+source too and decides everything the run then follows: a still photo, a deep render or a
+stream, live or not, the pace, the frame total and cap, the face strength, the preview.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from livedream.config import LIVE_FACE_STRENGTH, RunConfig, protecting
 from livedream.errors import SinkError, UsageError
 from livedream.media import is_image_path
 from livedream.resolve import Look, check_look
-from livedream.sources import ImageSource, Source
+from livedream.sources import ImageSource, Source, VideoFileSource
+
+# What the deep-render flags are called together in their one-line refusals.
+DEEP_FLAGS = "--octaves/--octave-steps/--chunk-frames/--workers/--cluster"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class RunPlan:
         auto_size: the dream's size follows the machine (``--dream-size auto``, the default of
             a live run without a fixed ``--dream-size``); False: the size asked for, or the
             short side's.
+        deep: a deep render of a video file (``livedream.deep``: octaves, chunks, workers),
+            asked for by ``config.deep``; False: the render pipeline.
     """
 
     still: bool
@@ -51,6 +56,7 @@ class RunPlan:
     face_strength: float = 1.0
     frame_cap: int | None = None
     auto_size: bool = False
+    deep: bool = False
 
     @property
     def protects_faces(self) -> bool:
@@ -148,6 +154,8 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
     # virtual camera), or --realtime. Only a file or photo rendered to a file is not: its
     # queues block, nothing is lost.
     live = source.is_live or preview or config.virtual_cam is not None or config.realtime
+    if config.deep is not None:
+        check_deep(config, source, live=live)
     total = None
     if not live:
         total = source.frame_count or config.max_frames
@@ -167,7 +175,43 @@ def plan_run(config: RunConfig, source: Source) -> RunPlan:
         face_strength=face_strength(config, live=live),
         frame_cap=config.max_frames,
         auto_size=auto_size(config, live=live),
+        deep=config.deep is not None,
     )
+
+
+def check_deep(config: RunConfig, source: Source, *, live: bool) -> None:
+    """A deep render takes a video file to a video file, nothing live, every frame dreamed
+    whole at one fixed size, with none of the live controls; else one line saying what to drop.
+
+    Raises:
+        UsageError: a flag or input the deep render does not take.
+    """
+    if not isinstance(source, VideoFileSource):
+        raise UsageError(f"{DEEP_FLAGS} render a video file; got {source.name}: give --input FILE")
+    if config.output is None:
+        raise UsageError(f"{DEEP_FLAGS} render to a video file: give --output FILE.mp4")
+    if live:
+        raise UsageError(
+            f"{DEEP_FLAGS} render to a file only: drop --realtime, --preview and --virtual-cam"
+        )
+    dropped = [
+        flag
+        for flag, given in (
+            ("--dream-every", config.dream_every != 1),
+            ("--face-strength", config.face_strength not in (None, 1.0)),
+            ("--dream-size auto", bool(config.dream.auto_size)),
+            ("--mirror", config.mirror),
+            ("--control", config.control.web is not None),
+            ("--osc", config.control.osc is not None),
+            ("--look", config.control.look is not None),
+        )
+        if given
+    ]
+    if dropped:
+        raise UsageError(
+            f"{DEEP_FLAGS} dream every frame whole, at one size, as the flags say; "
+            f"got {', '.join(dropped)}: drop {'it' if len(dropped) == 1 else 'them'}"
+        )
 
 
 def auto_size(config: RunConfig, *, live: bool) -> bool:

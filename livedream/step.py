@@ -1,12 +1,14 @@
 """The dream step: K DeepDream gradient-ascent steps as one compiled function per dream shape.
 
 It never retraces per frame: the step count, strength, jitter seed, channel weights and guide
-are inputs of the compiled function, not constants baked into it.
+are inputs of the compiled function, not constants baked into it. ``run_steps_in_slices`` runs
+many steps (a photo's octave, a deep render's frame) as calls of at most about a second each.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +75,7 @@ class DreamStep:
         self.gpu = gpu
         self._compiled: dict[tuple[int, int], Callable[..., Any]] = {}
         self.traces = 0  # how many times a graph was traced: once per dream shape
+        self.seconds_per_step: dict[tuple[int, int], float] = {}  # the last call's, per shape
         self._loss_scale = 1024.0 if model.dtype == "mixed_float16" else 1.0
         self.channel_counts = model.channel_counts()
         self._channel_weights: dict[Channels, tuple[tf.Tensor, ...]] = {}
@@ -174,7 +177,7 @@ class DreamStep:
         self.traces += 1  # a Python side effect: runs at trace time only (or every eager call)
         loss = tf.constant(0.0)
         for i in tf.range(steps):
-            step_seed = tf.stack([seed[0], seed[1] * 65536 + i])
+            step_seed = tf.stack([seed[0], seed[1] + i])
             shift = tf.random.stateless_uniform(
                 [2], seed=step_seed, minval=-self.jitter, maxval=self.jitter + 1, dtype=tf.int32
             )
@@ -235,6 +238,7 @@ class DreamStep:
         seed: tuple[int, int] = (0, 0),
         channels: Channels = (),
         guided: bool = False,
+        first_step: int = 0,
     ) -> tuple[np.ndarray, float]:
         """Dreams ``image`` for ``steps`` steps.
 
@@ -245,6 +249,8 @@ class DreamStep:
             seed: (seed, frame number): the roll jitter is a pure function of it.
             channels: (layer, channel numbers) pairs to dream; () = every channel.
             guided: maximise the match with the guide's features (when a guide is set).
+            first_step: the number of this call's first step among the frame's: steps split
+                over several calls roll the image exactly as one call would.
 
         Returns:
             (dreamed image (H, W, 3) float32 BGR in [0, 255], loss before the last step).
@@ -252,19 +258,25 @@ class DreamStep:
         h, w = image.shape[:2]
         fn = self._function(h, w)
         channel_weights, guide, guide_weight = self._inputs(h, w, channels, guided)
+        # Step i of frame f rolls by a pure function of (seed, f * 65536 + i), wrapped to int32.
+        stream = (seed[1] * 65536 + first_step + 2**31) % 2**32 - 2**31
+        started = time.perf_counter()
         try:
             out, loss = fn(
                 tf.convert_to_tensor(image, tf.float32),
                 tf.constant(steps, tf.int32),
                 tf.constant(step_size, tf.float32),
-                tf.constant(seed, tf.int32),
+                tf.constant((seed[0], stream), tf.int32),
                 channel_weights,
                 guide,
                 guide_weight,
             )
         except tf.errors.ResourceExhaustedError:
             raise AcceleratorMemoryError((w, h), gpu=self.gpu) from None
-        return out.numpy(), float(loss)
+        result = out.numpy(), float(loss)
+        if steps > 0:  # what one step costs at this shape: run_steps_in_slices sizes calls by it
+            self.seconds_per_step[(h, w)] = (time.perf_counter() - started) / steps
+        return result
 
     def objective(
         self, image: np.ndarray, *, channels: Channels = (), guided: bool = False
@@ -279,6 +291,67 @@ class DreamStep:
         return float(
             self._objective(tf.convert_to_tensor(image, tf.float32), weights, guide, guide_weight)
         )
+
+
+# The longest a compiled call may run: a stop request (Ctrl-C, SIGTERM, a deep render's stop)
+# is answered between calls, so it waits at most about this long.
+MAX_CALL_S = 1.0
+
+
+def run_steps_in_slices(
+    step: DreamStep,
+    image: np.ndarray,
+    steps: int,
+    *,
+    step_size: float,
+    seed: tuple[int, int] = (0, 0),
+    channels: Channels = (),
+    guided: bool = False,
+    first_step: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+    max_call_s: float = MAX_CALL_S,
+) -> tuple[np.ndarray, float]:
+    """``step(image, steps=steps, ...)`` run as compiled calls of at most ~``max_call_s`` each.
+
+    The one place long runs of steps are sliced: a photo's octaves (``dream.dream_image``) and
+    a deep render's frames (``deep.octaves``). Each call takes as many steps as the last call's
+    cost per step at this shape says fit (one, before any was measured: that call also
+    compiles), so the slices follow the machine, a GPU's calls as well as a slow CPU's. The
+    jitter goes on from step to step as in one call (``first_step``), so how the steps were
+    sliced does not change the dream. Python handles signals between calls: Ctrl-C waits for
+    one short call, not the whole run.
+
+    Args:
+        image, step_size, seed, channels, guided, first_step: as ``DreamStep.__call__``.
+        steps: the steps in all.
+        should_stop: asked between calls; True ends early with the steps done so far.
+
+    Returns:
+        (dreamed image (H, W, 3) float32 BGR in [0, 255], the last call's loss).
+    """
+    h, w = image.shape[:2]
+    done, loss = 0, 0.0
+    while done < steps:
+        if should_stop is not None and should_stop():
+            break
+        per_step = step.seconds_per_step.get((h, w))
+        fit = 1 if per_step is None else max(1, int(max_call_s / max(per_step, 1e-6)))
+        n = min(steps - done, fit)
+        image, loss = step(
+            image,
+            steps=n,
+            step_size=step_size,
+            seed=seed,
+            channels=channels,
+            guided=guided,
+            first_step=first_step + done,
+        )
+        done += n
+        if per_step is None:  # the first call at this shape (it compiled) is done
+            logger.debug(
+                "steps at %dx%d: measured; calls of up to %g s from here", w, h, max_call_s
+            )
+    return image, loss
 
 
 def build_step(dream: ResolvedDream, layers: Sequence[str] | None = None) -> DreamStep:

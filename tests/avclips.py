@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 TONE_HZ = 440.0
@@ -32,10 +34,12 @@ def make_clip(
     audio: str | None = "aac",
     rate: int = 48_000,
     noise: bool = False,
+    pictures: Callable[[int, int, int], np.ndarray] = picture,
 ) -> Path:
     """Write a clip of ``frames`` frames and, unless ``audio`` is None, a sine tone in that
-    codec lasting as long as the video. ``noise``: fresh noise in every frame instead of the
-    moving gradient, so each frame encodes big (a file written from it grows with every frame)."""
+    codec lasting as long as the video. ``pictures(index, width, height)`` makes each frame;
+    ``noise``: fresh noise in every frame instead, so each frame encodes big (a file written
+    from it grows with every frame)."""
     width, height = size
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
@@ -67,7 +71,7 @@ def make_clip(
             image = (
                 rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
                 if noise
-                else picture(i, width, height)
+                else pictures(i, width, height)
             )
             frame = av.VideoFrame.from_ndarray(image, format="bgr24")
             out.mux(video.encode(frame.reformat(format="yuv420p")))
@@ -234,3 +238,29 @@ def playable_frame_times(path: Path) -> list[float]:
         except av.FFmpegError:
             pass
     return times
+
+
+def texture(seed: int, width: int, height: int, low: int, high: int) -> np.ndarray:
+    """A smooth random texture twice the frame's size, grey levels in ``low``..``high``."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 255, (height * 2, width * 2, 3), dtype=np.uint8)
+    blurred = cv2.GaussianBlur(noise, (0, 0), 2)
+    return cv2.normalize(blurred, None, low, high, cv2.NORM_MINMAX)  # type: ignore[no-any-return]
+
+
+def two_shots(cut: int) -> Callable[[int, int, int], np.ndarray]:
+    """``pictures`` for ``make_clip``: a dark texture panning 1 px a frame, then from frame
+    ``cut`` on a bright one (a scene cut the compositor's test finds)."""
+    scenes: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def make(index: int, width: int, height: int) -> np.ndarray:
+        if (width, height) not in scenes:
+            scenes[width, height] = (
+                texture(1, width, height, 0, 110),
+                texture(2, width, height, 145, 255),
+            )
+        dark, bright = scenes[width, height]
+        scene, x = (dark, index) if index < cut else (bright, index - cut)
+        return np.ascontiguousarray(scene[5 : 5 + height, x : x + width])
+
+    return make

@@ -12,7 +12,8 @@ import tempfile
 # pytest-xdist runs the suite in several worker processes (``-n``). Each gets its share of the
 # cores, set before TensorFlow or OpenCV starts a thread pool: a worker whose TensorFlow took
 # every core would only fight the others. The livedream processes the tests start inherit it.
-# These are TensorFlow's and OpenCV's own settings; livedream reads none of them.
+# These are TensorFlow's and OpenCV's own settings; livedream reads only the first, to share it
+# out among a deep render's Ray workers (``deep.ray_runner.local_cores``).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     _threads = str(
         max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))

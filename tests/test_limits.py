@@ -159,9 +159,12 @@ def test_octaves_never_go_below_the_model_minimum() -> None:
 
         def __init__(self) -> None:
             self.sizes: list[tuple[int, ...]] = []
+            self.seconds_per_step: dict[tuple[int, int], float] = {}  # as a DreamStep measures
 
-        def __call__(self, image: np.ndarray, **kw: object) -> tuple[np.ndarray, float]:
-            self.sizes.append(image.shape[:2])
+        def __call__(
+            self, image: np.ndarray, *, steps: int, **kw: object
+        ) -> tuple[np.ndarray, float]:
+            self.sizes.extend([image.shape[:2]] * steps)  # each step's size
             return image, 0.0
 
     step = RecordingStep()
@@ -170,7 +173,8 @@ def test_octaves_never_go_below_the_model_minimum() -> None:
     )
     out = dream_image(photo(width=64, height=48), dream, step=step)  # type: ignore[arg-type]
     assert out.shape == (48, 64, 3)
-    assert len(step.sizes) == 4 and min(min(s) for s in step.sizes) == 43
+    assert len(step.sizes) == 4 * 10  # 4 octaves of 10 steps
+    assert min(min(s) for s in step.sizes) == 43
 
 
 @pytest.mark.parametrize(
