@@ -1,15 +1,16 @@
 """The deep-render section of the benchmark: ``python benchmarks/fps.py --deep [--quick]``.
 
-The clip: the longest shot of the benchmark clip played forth and back and forth (one long
-shot of real footage, no cut: the sample's shots are 50-60 frames, too short for frames 30
-from any seam or cut). It is rendered deep and chunked twice, with 1 worker (in this process's
-TensorFlow) and with 2 (Ray, embedded), each a real ``livedream`` process timed from start to
-end, and checks the seams of the 2-worker render: flicker and strength over the 5 frames on
-each side of every chunk seam against frames 30 or more from any seam or cut (the clip's start
-counts as a cut: the dream starts there).
+The clip: ``bigbuckbunny.mp4`` of the shared media (132 frames of one shot, no cut), chunked in two
+so its one seam sits in the middle with frames 30 or more from it on both sides. Without it, the
+longest shot of the benchmark clip played forth and back and forth (one long shot of real footage:
+its shots are 50-60 frames, too short for frames 30 from any seam or cut). It is rendered deep and
+chunked twice, with 1 worker (in this process's TensorFlow) and with 2 (Ray, embedded), each a real
+``livedream`` process timed from start to end, and checks the seams of the 2-worker render: flicker
+and strength over the 5 frames on each side of every chunk seam against frames 30 or more from any
+seam or cut (the clip's start counts as a cut: the dream starts there).
 
-    python benchmarks/fps.py --deep              # 180 frames, chunks of 60
-    python benchmarks/fps.py --deep --quick      # 120 frames, chunks of 60
+    python benchmarks/fps.py --deep              # 132 frames, chunks of 66 (or 180 of 60)
+    python benchmarks/fps.py --deep --quick      # the same (or 120 of 60)
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ from settings import BUNDLED_CLIP, SHARED_CLIP
 SEAM_SIDE = 5  # frames each side of a seam
 FAR = 30  # frames from any seam or cut that count as away from seams
 WARMUP = DeepConfig.warmup  # frames a chunk dreams before its first kept one
+# Real footage of one shot (no cut), long enough for frames 30 from a seam on both sides of
+# one seam in its middle. A shorter shot played forth and back put the seams on the turns,
+# where the dream meets the pictures it has just dreamed and comes out stronger.
+ONE_SHOT_CLIP = SHARED_CLIP.with_name("bigbuckbunny.mp4")
+ONE_SHOT_FRAMES = 132
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -46,7 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--deep", action="store_true", help="(this section)")
-    parser.add_argument("--quick", action="store_true", help="120 frames, not 180")
+    parser.add_argument(
+        "--quick", action="store_true", help="without bigbuckbunny.mp4: 120 frames, not 180"
+    )
     parser.add_argument("--steps", type=positive_int, default=4, help="dream steps per frame")
     parser.add_argument("--octaves", type=positive_int, default=2, help="octaves per frame")
     parser.add_argument("--short-side", type=positive_int, default=136, help="dream short side")
@@ -156,12 +164,17 @@ def long_shot(source_clip: Path, path: Path, frames: int, size: tuple[int, int])
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    source_clip = SHARED_CLIP if SHARED_CLIP.is_file() else BUNDLED_CLIP
-    frames, chunk = (120, 60) if args.quick else (180, 60)
-    size = dream_size(source_clip, args.short_side)
-    result: dict[str, float] = {"frames": float(frames), "chunk_frames": float(chunk)}
     with tempfile.TemporaryDirectory() as folder:
-        clip = long_shot(source_clip, Path(folder) / "long_shot.mp4", frames, size)
+        if ONE_SHOT_CLIP.is_file():  # real footage, one shot: a seam in its middle
+            clip, frames, chunk = ONE_SHOT_CLIP, ONE_SHOT_FRAMES, ONE_SHOT_FRAMES // 2
+        else:
+            source_clip = SHARED_CLIP if SHARED_CLIP.is_file() else BUNDLED_CLIP
+            frames, chunk = (120, 60) if args.quick else (180, 60)
+            size = dream_size(source_clip, args.short_side)
+            clip = long_shot(source_clip, Path(folder) / "long_shot.mp4", frames, size)
+        print(f"the clip: {clip.name}, {frames} frames, chunks of {chunk}")
+        size = dream_size(clip, args.short_side)
+        result: dict[str, float] = {"frames": float(frames), "chunk_frames": float(chunk)}
         for workers in (1, 2):
             out = Path(folder) / f"deep{workers}.mp4"
             seconds = render(clip, out, frames, chunk, workers, args)
