@@ -7,7 +7,8 @@ its shots are 50-60 frames, too short for frames 30 from any seam or cut). It is
 chunked twice, with 1 worker (in this process's TensorFlow) and with 2 (Ray, embedded), each a real
 ``livedream`` process timed from start to end, and checks the seams of the 2-worker render: flicker
 and strength over the 5 frames on each side of every chunk seam against frames 30 or more from any
-seam or cut (the clip's start counts as a cut: the dream starts there).
+seam or cut (the clip's start counts as a cut: the dream starts there). Then octaves on the clip's
+first frames: 3 against 1 at the same steps and at about the same time (``deep_octaves.py``).
 
     python benchmarks/fps.py --deep              # 132 frames, chunks of 66 (or 180 of 60)
     python benchmarks/fps.py --deep --quick      # the same (or 120 of 60)
@@ -27,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from deep_octaves import octaves_check
+from deep_octaves import report as report_octaves
 from livedream.args import HelpFormatter, OneLineParser, positive_int
 from livedream.config import DeepConfig
 from livedream.deep.chunks import plan_chunks
@@ -188,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         render(clip, whole, frames, frames, 1, args)
         outs = {"chunked": Path(folder) / "deep2.mp4", "unchunked": whole}
         result.update(seam_check(clip, outs, frames, chunk, size))
+        result.update(octaves_check(clip, read, dream_size))
     for name in outs:
         print(
             f"{name}: seams {result[f'{name}_seam_flicker']:.3f} flicker vs "
@@ -196,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{result[f'{name}_far_strength']:.2f} (x{result[f'{name}_strength_ratio']:.2f}, "
             "want 0.85-1.15)"
         )
+    report_octaves(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=int_in(*limits.STEPS_RANGE),
         default=defaults.steps,
-        help=f"gradient steps per frame, up to {limits.STEPS_RANGE[1]}",
+        help=f"gradient steps per frame, up to {limits.STEPS_RANGE[1]} (above "
+        f"{limits.STEPS_IN_ONE_CALL} in a deep render only: see --chunk-frames)",
     )
     dream.add_argument(
         "--step-size",

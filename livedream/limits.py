@@ -26,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 # Flag ranges (inclusive) that work end to end.
 FPS_RANGE = (1.0, 240.0)  # below 1 the file clocks break down; above 240 no camera delivers
-STEPS_RANGE = (1, 100)  # per frame: 100 steps is already seconds a frame at 320x240
+STEPS_RANGE = (1, 250)  # per frame: the seed's deepest videos took 250
+# Steps a frame outside a deep render, which runs a frame's steps in one compiled call: 100 is
+# already minutes a frame at 320x240 on a slow CPU. A deep render runs them in calls of <= 1 s.
+STEPS_IN_ONE_CALL = 100
 OCTAVE_STEPS_RANGE = (1, 1000)  # per octave of a photo: run in short calls, Ctrl-C stays quick
 OCTAVES_RANGE = (1, 16)  # 1.3^15 = 51: every octave past ~12 is already at the smallest size
 OCTAVE_SCALE_RANGE = (1.0, 4.0)  # above 1 (octaves grow); at 4 a 3rd octave is 1/16 of the size
@@ -200,9 +203,19 @@ def still_max_side(width: int, height: int) -> int:
 
 
 def check_request(config: RunConfig, spec: ModelSpec) -> None:
-    """The flags alone: an explicit ``--dream-size`` for a video (a photo to an image is
-    dreamed at its own size), against the flow, ``spec``'s model and the memory."""
-    if config.dream.dream_size is None or is_image_path(config.output):
+    """The flags alone: ``--steps`` above ``STEPS_IN_ONE_CALL`` outside a deep render, and an
+    explicit ``--dream-size`` for a video (a photo to an image is dreamed at its own size)
+    against the flow, ``spec``'s model and the memory."""
+    if is_image_path(config.output):
+        return
+    steps = config.dream.steps
+    if steps > STEPS_IN_ONE_CALL and config.deep is None:
+        raise UsageError(
+            f"more than {STEPS_IN_ONE_CALL} steps a frame take a deep render (a video file to "
+            f"a video file, its steps run in short calls); got --steps {steps} without one: "
+            f"add --chunk-frames 120, or give --steps {STEPS_IN_ONE_CALL} or fewer"
+        )
+    if config.dream.dream_size is None:
         return
     w, h = config.dream.dream_size
     check_dream_size(w, h, config.dream, spec, what=f"--dream-size {w}x{h} is")

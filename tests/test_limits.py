@@ -35,7 +35,7 @@ def error_of(capsys: pytest.CaptureFixture[str]) -> str:
         (["--fps", "0.0001"], "--fps: expected a number from 1 to 240, got 0.0001"),
         (["--fps", "1e308"], "--fps: expected a number from 1 to 240, got 1e308"),
         (["--fps", "nan"], "--fps: expected a number from 1 to 240, got nan"),
-        (["--steps", "101"], "--steps: expected a whole number from 1 to 100, got 101"),
+        (["--steps", "251"], "--steps: expected a whole number from 1 to 250, got 251"),
         (["--step-size", "0"], "--step-size: expected a number above 0 up to 1, got 0"),
         (["--step-size", "5"], "--step-size: expected a number above 0 up to 1, got 5"),
         (["--octaves", "3000"], "--octaves: expected a whole number from 1 to 16, got 3000"),

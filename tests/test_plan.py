@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from livedream.config import LIVE_FACE_STRENGTH, DreamConfig, RunConfig
+from livedream.config import LIVE_FACE_STRENGTH, DeepConfig, DreamConfig, RunConfig
 from livedream.device import Device
 from livedream.errors import LayerError, SinkError, SourceError, UsageError
 from livedream.media import Frame
@@ -398,6 +398,21 @@ def test_the_guide_is_decoded_at_the_door(tmp_path: Path) -> None:
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(SourceError, match=r"^--guide: \S*notes\.png is not an image"):
         check_request(RunConfig(dream=DreamConfig(guide=tmp_path / "notes.png")))
+
+
+def test_more_than_100_steps_a_frame_take_a_deep_render() -> None:
+    """Up to the seed's 250 steps a frame in a deep render (its steps run in short calls); a
+    render or live run, which runs a frame's steps in one call, is told what to add."""
+    deep = check_request(RunConfig(dream=DreamConfig(steps=250), deep=DeepConfig()))
+    assert deep.settings.steps == 250
+    check_request(RunConfig(dream=DreamConfig(steps=100)))  # the most in one call
+    with pytest.raises(UsageError) as raised:
+        check_request(RunConfig(dream=DreamConfig(steps=101), output=Path("out.mp4")))
+    assert str(raised.value) == (
+        "more than 100 steps a frame take a deep render (a video file to a video file, its "
+        "steps run in short calls); got --steps 101 without one: add --chunk-frames 120, or "
+        "give --steps 100 or fewer"
+    )
 
 
 def test_tuned_changes_numbers_only() -> None:
