@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from avclips import make_clip, probe, two_shots
 from conftest import SHARED_DREAM
-from helpers import LivedreamProcess, one_line, run_livedream, wait_for
+from helpers import LivedreamProcess, one_line, read_video, run_livedream, wait_for
 
 from livedream.config import DeepConfig, DreamConfig
-from livedream.deep.chunks import CutFinder, chunk_frames, decode_segment, plan_chunks
-from livedream.deep.store import chunk_folder
+from livedream.deep.assemble import assemble
+from livedream.deep.chunks import CutFinder, chunk_frames, encode_segment, plan_chunks
+from livedream.deep.store import ChunkStore, chunk_folder
 
 if TYPE_CHECKING:
     from livedream.step import DreamStep
@@ -48,17 +49,25 @@ def counts(stderr: str) -> tuple[int, int]:
 @pytest.mark.parametrize(
     ("total", "cuts", "size", "warmup", "expected"),
     [
-        # one shot: chunks of 8, each after the first dreams up to 3 frames before its own
-        (20, [], 8, 3, [(0, 8, 0), (8, 16, 5), (16, 20, 13)]),
-        # a cut at 10: the second shot starts afresh, no warm-up across the cut
-        (20, [10], 8, 3, [(0, 8, 0), (8, 10, 5), (10, 18, 10), (18, 20, 15)]),
+        # (start, end, warm_start, fade_start)
+        # one shot: chunks of 8, each after the first dreams up to 3 frames before its own and
+        # cross-fades over them from the chunk before
+        (20, [], 8, 3, [(0, 8, 0, 0), (8, 16, 5, 5), (16, 20, 13, 13)]),
+        # a cut at 10: the second shot starts afresh, no warm-up or fade across the cut
+        (20, [10], 8, 3, [(0, 8, 0, 0), (8, 10, 5, 5), (10, 18, 10, 10), (18, 20, 15, 15)]),
+        # a warm-up longer than a chunk: the cross-fade stays within the chunk before
+        (12, [], 4, 6, [(0, 4, 0, 0), (4, 8, 0, 0), (8, 12, 2, 4)]),
     ],
 )
 def test_chunks_follow_the_shots_with_a_warm_up(
-    total: int, cuts: list[int], size: int, warmup: int, expected: list[tuple[int, int, int]]
+    total: int,
+    cuts: list[int],
+    size: int,
+    warmup: int,
+    expected: list[tuple[int, int, int, int]],
 ) -> None:
     chunks = plan_chunks(total, cuts, chunk_frames=size, warmup=warmup)
-    assert [(c.start, c.end, c.warm_start) for c in chunks] == expected
+    assert [(c.start, c.end, c.warm_start, c.fade_start) for c in chunks] == expected
     assert [c.number for c in chunks] == list(range(len(expected)))
 
 
@@ -71,6 +80,34 @@ def test_chunk_frames_hands_each_chunk_its_warm_up_and_skips_finished_ones() -> 
         for chunk, held in chunk_frames(iter(frames), chunks, lambda c: c.number in wanted)
     }
     assert got == {1: [2, 3, 4, 5, 6, 7], 2: [6, 7, 8, 9], 4: [12, 13, 14, 15, 16, 17]}
+
+
+def test_the_output_cross_fades_from_one_chunk_to_the_next_over_the_warm_up(
+    tmp_path: Path,
+) -> None:
+    """Two chunks of one shot dreamed differently (grey 40, then grey 200): the frames the
+    second one warmed up on go out as a ramp from the first to the second, no jump."""
+    chunks = plan_chunks(12, [], chunk_frames=6, warmup=3)  # the second fades over 3..5
+    out = tmp_path / "out.mkv"
+    with ChunkStore(out, {"test": 1}) as store:
+        for chunk, grey in zip(chunks, (40, 200), strict=True):
+            frames = [np.full((16, 16, 3), grey, np.uint8)] * (chunk.fade + chunk.frames)
+            store.save(chunk.number, encode_segment(frames, 10.0))
+        written = assemble(
+            store,
+            chunks,
+            [i / 10 for i in range(12)],
+            out,
+            width=16,
+            height=16,
+            fps=10.0,
+            quality=0,
+            overwrite=False,
+            audio_from=None,
+        )
+    assert written == 12
+    greys = [float(f.mean()) for f in read_video(out)[0]]  # through YUV: a level or two off
+    assert greys == pytest.approx([40, 40, 40, 80, 120, 160, 200, 200, 200, 200, 200, 200], abs=3)
 
 
 def test_cut_finder_finds_the_clips_cut(clip: Path) -> None:
@@ -156,7 +193,8 @@ def test_a_render_killed_midway_resumes_without_redoing_finished_chunks(
         first.close()
     kept = {p.name for p in folder.glob("chunk-*.mkv")}
     assert kept and not out.exists()
-    reused = sum(sum(1 for _ in decode_segment((folder / name).read_bytes())) for name in kept)
+    plan = plan_chunks(FRAMES, [CUT], chunk_frames=6, warmup=DeepConfig.warmup)
+    reused = sum(c.frames for c in plan if f"chunk-{c.number:05d}.mkv" in kept)
 
     second = run_livedream(*args, timeout=300)
     assert second.returncode == 0, second.stderr

@@ -15,6 +15,7 @@ threads are shared out: 1 a worker. Every wait is a bound on a hang, far above w
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -169,6 +170,44 @@ def test_two_workers_keep_every_frame_even_when_one_is_killed_mid_chunk(
     assert "2 Ray workers on this machine, 1 TensorFlow thread each" in render.err
     assert "a worker died while dreaming chunk" in render.err
     assert "dreamed 30 frames, reused 0" in render.err
+    assert_same_timing_and_sound(out, clip)
+
+
+def test_ctrl_c_stops_every_worker_and_the_next_run_reuses_the_finished_chunks(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray_temp = short_temp_dir()
+    for name, value in ray_env(tmp_path / "home", ray_temp).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out = tmp_path / "deep.mp4"
+    args = ["-i", str(clip), "-o", str(out), "--chunk-frames", "5", *DREAM_FLAGS]
+    render = LivedreamProcess([*args, "--workers", "2"])
+    folder = chunk_folder(out)
+    try:
+        wait_for(lambda: next(folder.glob("chunk-*.mkv"), None), 300, "a finished chunk")
+        render.proc.send_signal(signal.SIGINT)
+        assert render.wait(60) == 130, render.err  # a bound on a hang: the product says 5 s
+        # Ray made the render its process group's leader: every worker of it has ended.
+        wait_for(lambda: not processes(in_group(render.proc.pid)), 60, "the workers to end")
+    finally:
+        render.close()
+        end_group(render.proc.pid)
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    assert "run the same command again to resume" in render.err
+    assert not out.exists()
+    kept = list(folder.glob("chunk-*.mkv"))
+    assert kept
+    # The same command again, here in one process (--workers may change between runs).
+    second = LivedreamProcess(args)
+    try:
+        assert second.wait(300) == 0, second.err
+    finally:
+        second.close()
+    dreamed, reused = (
+        int(n) for n in re.findall(r"dreamed (\d+) frames, reused (\d+)", second.err)[-1]
+    )
+    assert reused >= 5 and dreamed + reused == FRAMES
     assert_same_timing_and_sound(out, clip)
 
 

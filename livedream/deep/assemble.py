@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from livedream.deep.chunks import Chunk, decode_segment
 from livedream.deep.store import ChunkFolderError, ChunkStore
 from livedream.sinks import VideoFileSink
@@ -35,6 +38,7 @@ def assemble(
         OutputWriteError: the output could not be written.
     """
     written = 0
+    held: list[np.ndarray] = []  # the chunk before's last frames, for this chunk's cross-fade
     with VideoFileSink(
         output,
         width=width,
@@ -44,16 +48,32 @@ def assemble(
         quality=quality,
         audio_from=audio_from,
     ) as sink:
-        for chunk in chunks:
+        for number, chunk in enumerate(chunks):
+            hold = chunks[number + 1].fade if number + 1 < len(chunks) else 0
+            expected = chunk.fade + chunk.frames
+            before, held = held, []
             count = 0
             for frame in decode_segment(store.load(chunk.number)):
-                if count < chunk.frames:
-                    sink.write(frame, pts=times[chunk.start + count])
+                index = chunk.fade_start + count
                 count += 1
-            if count != chunk.frames:
+                if count > expected:
+                    break
+                if index < chunk.start:  # the chunk before's frame, faded into this one's
+                    weight = (index - chunk.fade_start + 1) / (chunk.fade + 1)
+                    frame = cross_fade(before[index - chunk.fade_start], frame, weight)
+                elif index >= chunk.end - hold:  # written with the next chunk's cross-fade
+                    held.append(frame)
+                    continue
+                sink.write(frame, pts=times[index])
+            if count != expected:
                 raise ChunkFolderError(
                     f"{store.chunk_path(chunk.number)} holds {count} frames, expected "
-                    f"{chunk.frames}: delete it and run the same command again to redo it"
+                    f"{expected}: delete it and run the same command again to redo it"
                 )
-            written += count
+            written += chunk.frames
     return written
+
+
+def cross_fade(before: np.ndarray, after: np.ndarray, weight: float) -> np.ndarray:
+    """``after`` weighted ``weight`` (0..1) over ``before``: (H, W, 3) uint8 BGR."""
+    return cv2.addWeighted(before, 1.0 - weight, after, weight, 0.0)  # type: ignore[no-any-return]

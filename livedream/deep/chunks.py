@@ -2,9 +2,12 @@
 chunks of ``--chunk-frames``, each with a warm-up overlap.
 
 A chunk keeps frames ``start`` to ``end`` (exclusive). It dreams from ``warm_start``: the
-frames before ``start`` in the same shot (at most ``warmup`` of them) are dreamed and thrown
-away, so the carried dream has settled by its first kept frame and no seam shows. A chunk
-that starts a shot has no warm-up: the dream starts afresh at a cut in any render.
+frames before ``start`` in the same shot (at most ``warmup`` of them), so the carried dream has
+settled in strength by its first kept frame. Its patterns still differ from the chunk before's,
+which carried a longer history: the warm-up's dream of the frames the chunk before also kept
+(from ``fade_start``) is kept too, and the output cross-fades from the one chunk to the other
+over them (``assemble``), so no seam shows as a jump. A chunk that starts a shot has no warm-up:
+the dream starts afresh at a cut in any render.
 
 Segments: a chunk's frames travel and are kept as FFV1 in Matroska (lossless, about a third
 of the raw size), as bytes, so no shared file system is needed between workers.
@@ -27,12 +30,19 @@ from livedream.temporal import to_gray
 
 @dataclass(frozen=True)
 class Chunk:
-    """One piece of work: frames ``warm_start``..``end`` dreamed, ``start``..``end`` kept."""
+    """One piece of work: frames ``warm_start``..``end`` dreamed, ``start``..``end`` kept, and
+    ``fade_start``..``start`` kept to cross-fade from the chunk before."""
 
     number: int
     start: int
     end: int
     warm_start: int
+    fade_start: int
+
+    @property
+    def fade(self) -> int:
+        """Frames cross-faded from the chunk before (its last ones), 0 at a shot's start."""
+        return self.start - self.fade_start
 
     @property
     def frames(self) -> int:
@@ -53,7 +63,8 @@ def plan_chunks(total: int, cuts: Sequence[int], *, chunk_frames: int, warmup: i
         for start in range(shot_start, shot_end, chunk_frames):
             end = min(shot_end, start + chunk_frames)
             warm_start = max(shot_start, start - warmup)
-            chunks.append(Chunk(len(chunks), start, end, warm_start))
+            fade_start = max(warm_start, start - chunk_frames)  # within the chunk before
+            chunks.append(Chunk(len(chunks), start, end, warm_start, fade_start))
     return chunks
 
 

@@ -26,7 +26,7 @@ from livedream.errors import LivedreamError
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: a chunk also keeps the frames it cross-fades from the chunk before
 
 
 class ChunkFolderError(LivedreamError):

@@ -38,7 +38,8 @@ def dream_chunk(
     should_stop: Callable[[], bool] | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> bytes | None:
-    """Dreams ``chunk`` from its warm-up on; its kept frames as a segment, None if stopped."""
+    """Dreams ``chunk`` from its warm-up on; as a segment its frames from ``fade_start`` (the
+    cross-fade's, then the kept ones), None if stopped. ``on_frame``: kept frames done."""
     dreamer.reset()
     kept: list[np.ndarray] = []
     for offset, frame in enumerate(frames):
@@ -46,10 +47,10 @@ def dream_chunk(
         out = dreamer(frame, index, should_stop=should_stop)
         if should_stop is not None and should_stop():
             return None
-        if index >= chunk.start:
+        if index >= chunk.fade_start:
             kept.append(out)
-            if on_frame is not None:
-                on_frame(len(kept))
+            if on_frame is not None and index >= chunk.start:
+                on_frame(index + 1 - chunk.start)
     return encode_segment(kept, fps)
 
 
