@@ -132,6 +132,8 @@ def seam_check(
             return {k: float(np.mean([p[k] for p in parts])) for k in ("flicker", "strength")}
 
         at, away = measure(near), measure(runs)
+        fading = measure([(max(0, s - WARMUP), s) for s in seams])  # the cross-fades
+        result[f"{name}_fade_strength_ratio"] = fading["strength"] / away["strength"]
         result[f"{name}_seam_flicker"] = at["flicker"]
         result[f"{name}_far_flicker"] = away["flicker"]
         result[f"{name}_flicker_ratio"] = at["flicker"] / away["flicker"]
@@ -198,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{result[f'{name}_far_flicker']:.3f} away (x{result[f'{name}_flicker_ratio']:.2f}, "
             f"want <= 1.25), strength {result[f'{name}_seam_strength']:.2f} vs "
             f"{result[f'{name}_far_strength']:.2f} (x{result[f'{name}_strength_ratio']:.2f}, "
-            "want 0.85-1.15)"
+            f"want 0.85-1.15); over the cross-fades (the {WARMUP} frames before each seam) "
+            f"strength x{result[f'{name}_fade_strength_ratio']:.2f}"
         )
     report_octaves(result)
     if args.json is not None:

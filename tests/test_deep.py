@@ -20,7 +20,7 @@ from conftest import SHARED_DREAM
 from helpers import LivedreamProcess, one_line, read_video, run_livedream, wait_for
 
 from livedream.config import DeepConfig, DreamConfig
-from livedream.deep.assemble import assemble
+from livedream.deep.assemble import assemble, cross_fade
 from livedream.deep.chunks import CutFinder, chunk_frames, encode_segment, plan_chunks
 from livedream.deep.store import ChunkStore, chunk_folder
 
@@ -98,6 +98,7 @@ def test_the_output_cross_fades_from_one_chunk_to_the_next_over_the_warm_up(
             chunks,
             [i / 10 for i in range(12)],
             out,
+            iter([np.zeros((16, 16, 3), np.uint8)] * 12),  # the input: black
             width=16,
             height=16,
             fps=10.0,
@@ -108,6 +109,20 @@ def test_the_output_cross_fades_from_one_chunk_to_the_next_over_the_warm_up(
     assert written == 12
     greys = [float(f.mean()) for f in read_video(out)[0]]  # through YUV: a level or two off
     assert greys == pytest.approx([40, 40, 40, 80, 120, 160, 200, 200, 200, 200, 200, 200], abs=3)
+
+
+def test_a_cross_faded_frame_keeps_the_strength_of_the_two_dreams() -> None:
+    """Two unrelated dream patterns mixed half and half would cancel to ~0.7 of their
+    strength; the cross-fade keeps it, and the frame is still made of both."""
+    rng = np.random.default_rng(0)
+    frame_in = np.full((64, 64, 3), 128, np.uint8)
+    first, second = (rng.normal(0, 20, (64, 64, 3)) for _ in range(2))
+    before = np.clip(128 + first, 0, 255).astype(np.uint8)
+    after = np.clip(128 + second, 0, 255).astype(np.uint8)
+    mixed = cross_fade(before, after, frame_in, 0.5).astype(np.float32) - 128
+    assert np.abs(mixed).mean() == pytest.approx(np.abs(first).mean(), rel=0.05)
+    for dream in (first, second):
+        assert np.corrcoef(mixed.ravel(), dream.ravel())[0, 1] > 0.6
 
 
 def test_cut_finder_finds_the_clips_cut(clip: Path) -> None:

@@ -173,6 +173,7 @@ class DeepRender:
                     chunks,
                     times,
                     self.output,
+                    read_frames(source.path, len(times)),
                     width=source.width,
                     height=source.height,
                     fps=self.plan.fps,
