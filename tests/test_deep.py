@@ -22,7 +22,7 @@ from helpers import LivedreamProcess, one_line, read_video, run_livedream, wait_
 from livedream.config import DeepConfig, DreamConfig
 from livedream.deep.assemble import assemble, cross_fade
 from livedream.deep.chunks import CutFinder, chunk_frames, encode_segment, plan_chunks
-from livedream.deep.store import ChunkStore, chunk_folder
+from livedream.deep.store import ChunkFolderError, ChunkStore, chunk_folder
 
 if TYPE_CHECKING:
     from livedream.step import DreamStep
@@ -109,6 +109,46 @@ def test_the_output_cross_fades_from_one_chunk_to_the_next_over_the_warm_up(
     assert written == 12
     greys = [float(f.mean()) for f in read_video(out)[0]]  # through YUV: a level or two off
     assert greys == pytest.approx([40, 40, 40, 80, 120, 160, 200, 200, 200, 200, 200, 200], abs=3)
+
+
+def test_a_damaged_chunk_leaves_no_output_and_keeps_the_chunks(tmp_path: Path) -> None:
+    chunks = plan_chunks(12, [], chunk_frames=6, warmup=3)
+    out = tmp_path / "out.mkv"
+    frames = [np.full((16, 16, 3), 90, np.uint8)] * 9
+    with ChunkStore(out, {"test": 1}) as store:
+        store.save(0, encode_segment(frames[:6], 10.0))
+        store.save(1, encode_segment(frames[:8], 10.0))  # 3 to fade + 6 kept = 9 expected
+        with pytest.raises(ChunkFolderError, match=r"chunk-00001\.mkv holds 8 frames, expected 9"):
+            assemble(
+                store,
+                chunks,
+                [i / 10 for i in range(12)],
+                out,
+                iter(frames + frames),
+                width=16,
+                height=16,
+                fps=10.0,
+                quality=0,
+                overwrite=False,
+                audio_from=None,
+            )
+    assert not out.exists()  # no cut-short file under the name asked for...
+    assert [p.name for p in tmp_path.iterdir()] == [chunk_folder(out).name]  # ...nor hidden
+    assert len(list(chunk_folder(out).glob("chunk-*.mkv"))) == 2
+
+
+def test_a_chunk_folder_of_another_livedream_version_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.mp4"
+    chunk_folder(out).mkdir()
+    (chunk_folder(out) / "manifest.json").write_text('{"version": 1, "test": 1}')
+    with pytest.raises(ChunkFolderError) as refused:
+        ChunkStore(out, {"test": 1})
+    assert str(refused.value).endswith(
+        "was made by another version of livedream (folder version 1, this one 2); delete that "
+        "folder to start over"
+    )
 
 
 def test_a_cross_faded_frame_keeps_the_strength_of_the_two_dreams() -> None:

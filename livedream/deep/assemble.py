@@ -42,7 +42,7 @@ def assemble(
     written = 0
     held: list[np.ndarray] = []  # the chunk before's last frames, for this chunk's cross-fade
     source = enumerate(inputs)
-    with VideoFileSink(
+    sink = VideoFileSink(
         output,
         width=width,
         height=height,
@@ -50,20 +50,29 @@ def assemble(
         overwrite=overwrite,
         quality=quality,
         audio_from=audio_from,
-    ) as sink:
+    )
+    try:
         for number, chunk in enumerate(chunks):
             hold = chunks[number + 1].fade if number + 1 < len(chunks) else 0
             expected = chunk.fade + chunk.frames
             before, held = held, []
             count = 0
             for frame in decode_segment(store.load(chunk.number)):
+                if count == expected:
+                    raise ChunkFolderError(
+                        f"{store.chunk_path(chunk.number)} holds more than the {expected} frames "
+                        "expected: delete it and run the same command again to redo it"
+                    )
                 index = chunk.fade_start + count
                 count += 1
-                if count > expected:
-                    break
                 if index < chunk.start:  # the chunk before's frame, faded into this one's
                     weight = (index - chunk.fade_start + 1) / (chunk.fade + 1)
-                    frame_in = next(f for i, f in source if i == index)
+                    frame_in = next((f for i, f in source if i == index), None)
+                    if frame_in is None:
+                        raise ChunkFolderError(
+                            f"the input gave fewer frames than when its chunks were planned (no "
+                            f"frame {index}): was it changed? run the same command again"
+                        )
                     frame = cross_fade(before[index - chunk.fade_start], frame, frame_in, weight)
                 elif index >= chunk.end - hold:  # written with the next chunk's cross-fade
                     held.append(frame)
@@ -75,6 +84,10 @@ def assemble(
                     f"{expected}: delete it and run the same command again to redo it"
                 )
             written += chunk.frames
+    except BaseException:
+        sink.discard()  # a cut-short file never takes the output's name: the chunks stay
+        raise
+    sink.close()
     return written
 
 

@@ -155,7 +155,7 @@ class DeepRender:
             )
             if todo:
                 self._dream(jobs, todo, store, interrupts.requested)
-            if interrupts.requested.is_set() or len(store.finished()) < len(chunks):
+            if interrupts.requested.is_set() or {c.number for c in chunks} - store.finished():
                 done = len(store.finished() & {c.number for c in chunks})
                 log.info(
                     "stopped with %d of %d chunks finished, kept in %s: run the same command "

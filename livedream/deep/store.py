@@ -107,6 +107,12 @@ class ChunkStore:
             for stale in self.folder.glob("chunk-*"):  # a folder without a manifest: unknown
                 stale.unlink()
             return False
+        if old.get("version") != MANIFEST_VERSION:
+            raise ChunkFolderError(
+                f"cannot resume into {self.output.name}: its chunk folder {self.folder} was made "
+                f"by another version of livedream (folder version {old.get('version')!r}, this "
+                f"one {MANIFEST_VERSION}); delete that folder to start over"
+            )
         change = describe_change(old, json.loads(json.dumps(manifest)))
         if change is not None:
             raise ChunkFolderError(

@@ -121,8 +121,8 @@ class ChunkWorker:
         return os.getpid()
 
     def dream(self, chunk: Chunk, frames: np.ndarray, fps: float, progress: object) -> bytes:
-        """``chunk`` dreamed; its kept frames as a segment. ``progress``: a ``Progress``
-        actor told how many kept frames are done."""
+        """``chunk`` dreamed; as a segment, its frames from ``fade_start``. ``progress``: a
+        ``Progress`` actor told how many kept frames are done."""
 
         def on_frame(done: int) -> None:
             progress.set.remote(chunk.number, done)  # type: ignore[attr-defined]

@@ -295,6 +295,21 @@ class VideoFileSink(Sink):
                 _publish(self._temp, self._path)
                 logger.info("wrote %s: %d frames", self._path, self._frames)
 
+    def discard(self) -> None:
+        """Ends the file without giving it the name asked for: the hidden file is removed (a
+        file assembled from parts kept elsewhere, which failed midway). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._encoder.close()
+            except Exception as e:  # the file is thrown away: how it ended does not matter
+                logger.debug("%s: discarding: %s", self._temp, e)
+            finally:
+                self._file.close()
+                self._temp.unlink(missing_ok=True)
+
     def _make_faststart(self) -> None:
         """Replace the fragmented hidden file by a copy with its index in front."""
         fd, final = _hidden_file(self._path, OutputWriteError)
