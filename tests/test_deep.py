@@ -21,7 +21,7 @@ from helpers import LivedreamProcess, one_line, read_video, run_livedream, wait_
 
 from livedream.config import DeepConfig, DreamConfig
 from livedream.deep.assemble import assemble, cross_fade
-from livedream.deep.chunks import CutFinder, chunk_frames, encode_segment, plan_chunks
+from livedream.deep.chunks import Chunk, CutFinder, chunk_frames, encode_segment, plan_chunks
 from livedream.deep.store import ChunkFolderError, ChunkStore, chunk_folder
 
 if TYPE_CHECKING:
@@ -82,6 +82,25 @@ def test_chunk_frames_hands_each_chunk_its_warm_up_and_skips_finished_ones() -> 
     assert got == {1: [2, 3, 4, 5, 6, 7], 2: [6, 7, 8, 9], 4: [12, 13, 14, 15, 16, 17]}
 
 
+def assemble_tiny(store: ChunkStore, chunks: list[Chunk], out: Path, frame_in: np.ndarray) -> int:
+    """``assemble`` of 12 frames of 16x16 at 10 fps, lossless, every input frame ``frame_in``."""
+    times = [i / 10 for i in range(12)]
+    inputs = iter([frame_in] * 12)
+    return assemble(
+        store,
+        chunks,
+        times,
+        out,
+        inputs,
+        width=16,
+        height=16,
+        fps=10.0,
+        quality=0,
+        overwrite=False,
+        audio_from=None,
+    )
+
+
 def test_the_output_cross_fades_from_one_chunk_to_the_next_over_the_warm_up(
     tmp_path: Path,
 ) -> None:
@@ -93,19 +112,7 @@ def test_the_output_cross_fades_from_one_chunk_to_the_next_over_the_warm_up(
         for chunk, grey in zip(chunks, (40, 200), strict=True):
             frames = [np.full((16, 16, 3), grey, np.uint8)] * (chunk.fade + chunk.frames)
             store.save(chunk.number, encode_segment(frames, 10.0))
-        written = assemble(
-            store,
-            chunks,
-            [i / 10 for i in range(12)],
-            out,
-            iter([np.zeros((16, 16, 3), np.uint8)] * 12),  # the input: black
-            width=16,
-            height=16,
-            fps=10.0,
-            quality=0,
-            overwrite=False,
-            audio_from=None,
-        )
+        written = assemble_tiny(store, chunks, out, np.zeros((16, 16, 3), np.uint8))  # black in
     assert written == 12
     greys = [float(f.mean()) for f in read_video(out)[0]]  # through YUV: a level or two off
     assert greys == pytest.approx([40, 40, 40, 80, 120, 160, 200, 200, 200, 200, 200, 200], abs=3)
@@ -119,19 +126,7 @@ def test_a_damaged_chunk_leaves_no_output_and_keeps_the_chunks(tmp_path: Path) -
         store.save(0, encode_segment(frames[:6], 10.0))
         store.save(1, encode_segment(frames[:8], 10.0))  # 3 to fade + 6 kept = 9 expected
         with pytest.raises(ChunkFolderError, match=r"chunk-00001\.mkv holds 8 frames, expected 9"):
-            assemble(
-                store,
-                chunks,
-                [i / 10 for i in range(12)],
-                out,
-                iter(frames + frames),
-                width=16,
-                height=16,
-                fps=10.0,
-                quality=0,
-                overwrite=False,
-                audio_from=None,
-            )
+            assemble_tiny(store, chunks, out, frames[0])
     assert not out.exists()  # no cut-short file under the name asked for...
     assert [p.name for p in tmp_path.iterdir()] == [chunk_folder(out).name]  # ...nor hidden
     assert len(list(chunk_folder(out).glob("chunk-*.mkv"))) == 2
