@@ -56,7 +56,7 @@ def test_help_shows_every_flag_with_its_default(capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--steps", "0"], "--steps: expected a whole number from 1 to 100, got 0"),
+        (["--steps", "0"], "--steps: expected a whole number from 1 to 250, got 0"),
         (["--dream-size", "0x0"], "--dream-size: expected a size from 16x16"),
         (["--dream-size", "big"], "expected WIDTHxHEIGHT such as 320x240, got 'big'"),
         (["--blend", "2"], "--blend: expected a number from 0 to 1, got 2"),

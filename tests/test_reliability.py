@@ -77,9 +77,9 @@ def _bad_inputs(tmp: Path, clip: Path) -> dict[str, tuple[list[str], list[str]]]
         "no such webcam": (["-i", "97", "-o", out], ["webcam 97", "--list-cameras"]),
         "steps negative": (
             [*src, "-o", out, "--steps", "-1"],
-            ["--steps", "from 1 to 100, got -1"],
+            ["--steps", "from 1 to 250, got -1"],
         ),
-        "steps zero": ([*src, "-o", out, "--steps", "0"], ["--steps", "from 1 to 100, got 0"]),
+        "steps zero": ([*src, "-o", out, "--steps", "0"], ["--steps", "from 1 to 250, got 0"]),
         "fps zero": ([*src, "-o", out, "--fps", "0"], ["--fps", "from 1 to 240, got 0"]),
         "fps negative": ([*src, "-o", out, "--fps", "-5"], ["--fps", "from 1 to 240, got -5"]),
         "size 0x0": ([*src, "-o", out, "--dream-size", "0x0"], ["from 16x16", "got 0x0"]),
