@@ -278,8 +278,9 @@ class PreviewWindow(Sink):
             return False
         try:
             visible = cv2.getWindowProperty(self._title, cv2.WND_PROP_VISIBLE) >= 1
-        except cv2.error:
-            visible = False  # the window is gone
+        except cv2.error:  # gone: Qt let go of its last window (closed, seen by us or not)
+            self._seen_visible = True
+            return False
         if visible:
             self._seen_visible = True
             return True
@@ -295,7 +296,11 @@ class PreviewWindow(Sink):
         check_frame(frame)
         if not self.is_open():
             return KEY_NONE
-        self._fit(int(frame.shape[1]), int(frame.shape[0]))
+        try:
+            self._fit(int(frame.shape[1]), int(frame.shape[0]))
+        except cv2.error:  # closed since is_open() asked: gone for good, not shown again
+            self._seen_visible = True
+            return KEY_NONE
         cv2.imshow(self._title, frame)
         key = int(cv2.waitKey(1))
         return KEY_NONE if key == -1 else key & 0xFF

@@ -419,6 +419,19 @@ def test_preview_window_closed_by_the_user_stays_closed(x_screen: XScreen) -> No
         assert x_screen.find_window("livedream test close") is None
 
 
+def test_preview_window_closed_before_it_was_ever_seen_ends_quietly(x_screen: XScreen) -> None:
+    """Closed by the user while it showed the loading screen, before the run had seen it
+    mapped: the first picture (another size) ends the preview instead of an OpenCV error."""
+    title = "livedream test early close"
+    with PreviewWindow(title) as window:  # mapped, but not yet asked whether it is
+        wait_for(lambda: (cv2.waitKey(1), x_screen.find_window(title))[1], 10, "the window")
+        x_screen.close_window(title)
+        wait_for(lambda: (cv2.waitKey(1), x_screen.find_window(title) is None)[1], 10, "closed")
+        assert window.show(np.full((120, 160, 3), 200, np.uint8)) == KEY_NONE
+        assert window.wants_stop
+        assert x_screen.find_window(title) is None  # not brought back
+
+
 def test_no_display_raises_display_error_with_the_way_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
