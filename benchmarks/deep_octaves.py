@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -25,15 +24,15 @@ STEPS = 12  # S: the steps a frame of the single scale
 SHORT_SIDE = 96
 
 
-def octaves_check(clip: Path, read: Any, dream_size: Any) -> dict[str, float]:
-    """Strength, flicker and seconds a frame of octaves 3 against 1 on ``clip``'s first frames
-    (``read(path, n)`` gives frames, ``dream_size(path, short_side)`` the dream size)."""
+def octaves_check(clip: Path, size: tuple[int, int]) -> dict[str, float]:
+    """Strength, flicker and seconds a frame of octaves 3 against 1 on ``clip``'s first frames,
+    dreamed at ``size`` (w, h; ``SHORT_SIDE`` on its short side)."""
     from livedream.deep.octaves import FrameDreamer
+    from livedream.deep.render import read_frames
     from livedream.resolve import resolve_here
     from livedream.step import build_step
 
-    frames = read(clip, FRAMES)
-    size = dream_size(clip, SHORT_SIDE)
+    frames = list(read_frames(clip, FRAMES))
     dream = resolve_here(
         DreamConfig(dream_size=size, steps=STEPS, precision="float32", compile="graph")
     )

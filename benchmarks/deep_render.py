@@ -28,12 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from deep_octaves import SHORT_SIDE as OCTAVES_SHORT_SIDE
 from deep_octaves import octaves_check
 from deep_octaves import report as report_octaves
 from livedream.args import HelpFormatter, OneLineParser, positive_int
 from livedream.config import DeepConfig
 from livedream.deep.chunks import plan_chunks
-from livedream.deep.render import find_shots
+from livedream.deep.render import find_shots, read_frames
 from livedream.sources import VideoFileSource
 from livedream.temporal import flicker
 from settings import BUNDLED_CLIP, SHARED_CLIP
@@ -89,14 +90,6 @@ def render(clip: Path, out: Path, frames: int, chunk: int, workers: int, args: A
     return seconds
 
 
-def read(path: Path, limit: int) -> list[np.ndarray]:
-    with VideoFileSource(path) as source:
-        frames: list[np.ndarray] = []
-        while len(frames) < limit and (frame := source.read()) is not None:
-            frames.append(frame)
-    return frames
-
-
 def seam_check(
     clip: Path, outs: dict[str, Path], frames: int, chunk: int, size: tuple[int, int]
 ) -> dict[str, float]:
@@ -108,7 +101,7 @@ def seam_check(
     chunks = plan_chunks(frames, cuts, chunk_frames=chunk, warmup=WARMUP)
     seams = [c.start for c in chunks if c.start > 0 and c.start not in cuts]
     starts = [0, *cuts]
-    inputs = read(clip, frames)
+    inputs = list(read_frames(clip, frames))
     near = [(s - SEAM_SIDE, s + SEAM_SIDE) for s in seams]
     far_frames = [
         i
@@ -123,7 +116,7 @@ def seam_check(
             runs.append((i, i + 1))
     result = {"seams": float(len(seams))}
     for name, out in outs.items():
-        outputs = read(out, frames)
+        outputs = list(read_frames(out, frames))
 
         def measure(
             windows: list[tuple[int, int]], outputs: list[np.ndarray] = outputs
@@ -150,7 +143,7 @@ def long_shot(source_clip: Path, path: Path, frames: int, size: tuple[int, int])
     with VideoFileSource(source_clip) as source:
         cuts, times = find_shots(source, size, None)
     total = len(times)
-    all_frames = read(source_clip, total)
+    all_frames = list(read_frames(source_clip, total))
     bounds = list(zip([0, *cuts], [*cuts, total], strict=True))
     start, end = max(bounds, key=lambda b: b[1] - b[0])
     shot = all_frames[start:end]
@@ -193,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         render(clip, whole, frames, frames, 1, args)
         outs = {"chunked": Path(folder) / "deep2.mp4", "unchunked": whole}
         result.update(seam_check(clip, outs, frames, chunk, size))
-        result.update(octaves_check(clip, read, dream_size))
+        result.update(octaves_check(clip, dream_size(clip, OCTAVES_SHORT_SIDE)))
     for name in outs:
         print(
             f"{name}: seams {result[f'{name}_seam_flicker']:.3f} flicker vs "
