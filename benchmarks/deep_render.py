@@ -80,6 +80,7 @@ def render(clip: Path, out: Path, frames: int, chunk: int, workers: int, args: A
     short = ["--dream-size", f"{w}x{h}"]
     command = [sys.executable, "-m", "livedream", "-i", str(clip), "-o", str(out)]
     command += ["--max-frames", str(frames), "--chunk-frames", str(chunk), "--overwrite"]
+    command += ["--quality", "0"]  # lossless: H.264 at its default quality hides flicker
     command += ["--steps", str(args.steps), "--octaves", str(args.octaves), *short]
     command += ["--workers", str(workers)]
     started = time.perf_counter()
